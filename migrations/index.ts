@@ -1,0 +1,12 @@
+import type { Knex } from 'knex';
+import * as init from './20261125000000_init.js';
+
+export interface Migration {
+  up(db: Knex): Promise<void>;
+  down(db: Knex): Promise<void>;
+}
+
+/** Every migration, by name; names sort in the order they apply. */
+export const migrations: Record<string, Migration> = {
+  '20261125000000_init': init,
+};

@@ -1,0 +1,95 @@
+/** The account model: creating and changing users, and finding the one behind a sign-in attempt. */
+import { randomUUID } from 'node:crypto';
+import { AppError, assertThat } from '../errors.js';
+import type { Clock } from '../clock.js';
+import { epochSeconds } from '../clock.js';
+import type { UserQueries, UserRow } from '../queries/users.js';
+import { hashPassword, type PasswordPolicy, type PasswordVerifier } from './password.js';
+
+const USERNAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+// Deliberately loose (RFC 5322 is not a regex); the mailbox owner is the real check.
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
+export const normaliseUsername = (value: string) => value.trim().toLowerCase();
+export const normaliseEmail = (value: string) => value.trim().toLowerCase();
+
+export interface NewUser {
+  username: string;
+  email: string;
+  name?: string;
+  password: string;
+}
+
+export function createUserService(deps: { users: UserQueries; policy: PasswordPolicy; clock: Clock }) {
+  const { users, policy, clock } = deps;
+
+  async function mustFind(username: string): Promise<UserRow> {
+    const user = await users.findByUsername(normaliseUsername(username));
+    assertThat(user, new AppError('not_found', `no user named ${normaliseUsername(username)}`, { status: 404 }));
+    return user;
+  }
+
+  return {
+    async add(input: NewUser): Promise<UserRow> {
+      const username = normaliseUsername(input.username);
+      const email = normaliseEmail(input.email);
+      assertThat(USERNAME.test(username), new AppError('invalid_username',
+        'username must be 1-64 characters: letters, digits, ".", "_" or "-", starting with a letter or digit'));
+      assertThat(EMAIL.test(email) && email.length <= 254, new AppError('invalid_email', `not an e-mail address: ${email}`));
+      const taken = await users.existing(username, email);
+      assertThat(!taken.username, new AppError('duplicate_username', `a user named ${username} already exists`, { status: 409 }));
+      assertThat(!taken.email, new AppError('duplicate_email', `a user with e-mail ${email} already exists`, { status: 409 }));
+      const now = epochSeconds(clock);
+      const user: UserRow = {
+        id: randomUUID(),
+        username,
+        email,
+        name: input.name?.trim() || null,
+        email_verified: false,
+        password_hash: await hashPassword(input.password, policy),
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+      };
+      try {
+        await users.insert(user);
+      } catch (err) {
+        // A concurrent add won the race between the check and the insert.
+        throw new AppError('duplicate_user', `a user named ${username} or with e-mail ${email} already exists`, { status: 409, cause: err });
+      }
+      return user;
+    },
+    list: () => users.list(),
+    find: mustFind,
+    async setPassword(username: string, password: string): Promise<void> {
+      const user = await mustFind(username);
+      await users.update(user.id, { password_hash: await hashPassword(password, policy), updated_at: epochSeconds(clock) });
+    },
+    async setDisabled(username: string, disabled: boolean): Promise<void> {
+      const user = await mustFind(username);
+      await users.update(user.id, { disabled, updated_at: epochSeconds(clock) });
+    },
+    async remove(username: string): Promise<void> {
+      const user = await mustFind(username);
+      await users.delete(user.id);
+    },
+  };
+}
+
+export type UserService = ReturnType<typeof createUserService>;
+
+/**
+ * First factor: the user behind `login` (username or e-mail) when `password` is right and the account is
+ * usable. Unknown, wrong and disabled all answer undefined after the same bcrypt work.
+ */
+export async function verifyPasswordLogin(
+  deps: { users: UserQueries; verifier: PasswordVerifier },
+  login: string,
+  password: string,
+): Promise<UserRow | undefined> {
+  const normalised = login.trim().toLowerCase();
+  const user = normalised ? await deps.users.findByLogin(normalised) : undefined;
+  const ok = await deps.verifier.verify(password, user?.password_hash);
+  if (!ok || !user || user.disabled) return undefined;
+  return user;
+}

@@ -1,0 +1,121 @@
+/**
+ * The operator's command line: `npm run idp -- <command>`. Errors are one line on stderr and exit 1.
+ */
+import { parseArgs } from 'node:util';
+import { systemClock } from '../clock.js';
+import { ConfigError, loadConfig } from '../config/load.js';
+import { connect, describeDatabase, type Db } from '../db/connect.js';
+import { migrate } from '../db/migrate.js';
+import { AppError } from '../errors.js';
+import { createUserService } from '../auth/users.js';
+import { createUserQueries } from '../queries/users.js';
+import { promptNewPassword, readPasswordFromStdin } from './password-input.js';
+
+const USAGE = `usage: npm run idp -- <command>
+
+  users add <username> --email <email> [--name <display name>] [--password-stdin]
+  users list
+  users set-password <username> [--password-stdin]
+  users disable <username>
+  users enable <username>
+  users delete <username>
+  migrate
+
+Without --password-stdin the password is asked for on the terminal, without echo.`;
+
+class UsageError extends Error {}
+
+function positional(args: string[], count: number, what: string): string[] {
+  if (args.length !== count) throw new UsageError(`expected ${what}`);
+  return args;
+}
+
+async function run(argv: string[], out: (line: string) => void): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      email: { type: 'string' },
+      name: { type: 'string' },
+      'password-stdin': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const [group, command, ...rest] = positionals;
+  if (values.help || !group) {
+    out(USAGE);
+    return;
+  }
+  const config = loadConfig();
+  const db: Db = connect(config);
+  try {
+    if (group === 'migrate') {
+      positional([command, ...rest].filter((x): x is string => x !== undefined), 0, 'no arguments after migrate');
+      const applied = await migrate(db);
+      out(applied.length ? `applied ${applied.join(', ')} to ${describeDatabase(config)}` : `${describeDatabase(config)} is up to date`);
+      return;
+    }
+    if (group !== 'users' || !command) throw new UsageError(`unknown command: ${positionals.join(' ')}`);
+    await migrate(db);
+    const service = createUserService({ users: createUserQueries(db), policy: config.password, clock: systemClock });
+    const password = () => (values['password-stdin'] ? readPasswordFromStdin() : promptNewPassword());
+
+    switch (command) {
+      case 'add': {
+        const [username] = positional(rest, 1, 'users add <username> --email <email>');
+        if (!values.email) throw new UsageError('users add needs --email <email>');
+        const user = await service.add({ username: username!, email: values.email, name: values.name, password: await password() });
+        out(`added ${user.username} <${user.email}> (id ${user.id})`);
+        return;
+      }
+      case 'list': {
+        positional(rest, 0, 'no arguments after users list');
+        const users = await service.list();
+        if (users.length === 0) {
+          out('no users yet: add one with  npm run idp -- users add <username> --email <email>');
+          return;
+        }
+        const rows = users.map((u) => [u.username, u.email, u.name ?? '', u.disabled ? 'disabled' : 'active',
+          new Date(u.created_at * 1000).toISOString().slice(0, 10)]);
+        const header = ['USERNAME', 'EMAIL', 'NAME', 'STATUS', 'CREATED'];
+        const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+        for (const row of [header, ...rows]) out(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+        return;
+      }
+      case 'set-password': {
+        const [username] = positional(rest, 1, 'users set-password <username>');
+        await service.find(username!);
+        await service.setPassword(username!, await password());
+        out(`password changed for ${username}`);
+        return;
+      }
+      case 'disable':
+      case 'enable': {
+        const [username] = positional(rest, 1, `users ${command} <username>`);
+        await service.setDisabled(username!, command === 'disable');
+        out(`${command}d ${username}`);
+        return;
+      }
+      case 'delete': {
+        const [username] = positional(rest, 1, 'users delete <username>');
+        await service.remove(username!);
+        out(`deleted ${username}`);
+        return;
+      }
+      default:
+        throw new UsageError(`unknown command: users ${command}`);
+    }
+  } finally {
+    await db.destroy();
+  }
+}
+
+run(process.argv.slice(2), (line) => process.stdout.write(`${line}\n`)).catch((err: unknown) => {
+  let message: string;
+  if (err instanceof ConfigError) message = err.message;
+  else if (err instanceof AppError || err instanceof UsageError) message = err.message;
+  else if (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) message = err.message;
+  else message = `failed: ${err instanceof Error ? err.message : String(err)}`;
+  process.stderr.write(`idp: ${message}${err instanceof UsageError ? '\n\n' + USAGE : ''}\n`);
+  process.exit(1);
+});

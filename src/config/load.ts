@@ -1,0 +1,126 @@
+/**
+ * Loads the configuration: defaults (in the schema) < config file < environment.
+ * Every problem is collected and reported at once, each naming its path (Authelia's validators do the same).
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { configSchema, type ClientConfig, type FileConfig } from './schema.js';
+
+export interface Config extends Omit<FileConfig, 'issuer' | 'database_url' | '$schema'> {
+  /** The file the configuration came from. */
+  file: string;
+  issuer: string;
+  database_url: string | undefined;
+  clients: ClientConfig[];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly file: string, readonly problems: string[]) {
+    super(`invalid configuration in ${file}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/** `clients[0].redirect_uris` from ['clients', 0, 'redirect_uris']. */
+export function formatPath(segments: readonly PropertyKey[]): string {
+  return segments.reduce<string>((out, segment) => (typeof segment === 'number'
+    ? `${out}[${segment}]`
+    : `${out}${out ? '.' : ''}${String(segment)}`), '');
+}
+
+/** Replaces `${NAME}` in every string with the environment variable; `$${` is a literal `${`. */
+function interpolate(value: unknown, env: Env, at: PropertyKey[], problems: string[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$?\$\{([^}]*)\}/g, (match, name: string) => {
+      if (match.startsWith('$$')) return match.slice(1);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+        problems.push(`${formatPath(at)}: \${${name}} is not a valid environment variable reference`);
+        return match;
+      }
+      const resolved = env[name];
+      if (resolved === undefined) {
+        problems.push(`${formatPath(at)}: environment variable ${name} is not set`);
+        return match;
+      }
+      return resolved;
+    });
+  }
+  if (Array.isArray(value)) return value.map((item, i) => interpolate(item, env, [...at, i], problems));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, interpolate(item, env, [...at, key], problems)]));
+  }
+  return value;
+}
+
+function parseFile(file: string, problems: string[]): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    problems.push(`cannot read the config file: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    return {};
+  }
+  if (/\.json$/i.test(file)) {
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      problems.push(`not valid JSON: ${(err as Error).message}`);
+      return {};
+    }
+  }
+  if (!/\.ya?ml$/i.test(file)) {
+    problems.push('the config file must end in .yaml, .yml or .json');
+    return {};
+  }
+  const doc = YAML.parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) {
+    for (const error of doc.errors) problems.push(`not valid YAML: ${error.message.split('\n')[0]}`);
+    return {};
+  }
+  return doc.toJS() ?? {};
+}
+
+function envOverrides(env: Env, problems: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (env.PORT !== undefined && env.PORT !== '') {
+    const port = Number(env.PORT);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) problems.push(`PORT: expected a port number, got ${JSON.stringify(env.PORT)}`);
+    else out.port = port;
+  }
+  if (env.IDP_ISSUER) out.issuer = env.IDP_ISSUER;
+  if (env.DATABASE_URL) out.database_url = env.DATABASE_URL;
+  if (env.IDP_DATA_DIR) out.data_dir = env.IDP_DATA_DIR;
+  return out;
+}
+
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
+  const file = path.resolve(cwd, env.IDP_CONFIG || 'config/idp.yaml');
+  const problems: string[] = [];
+  const raw = parseFile(file, problems);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(file, [...problems, 'expected a mapping at the top level']);
+  }
+  const interpolated = interpolate(raw, env, [], problems) as Record<string, unknown>;
+  const merged = { ...interpolated, ...envOverrides(env, problems) };
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const where = formatPath(issue.path);
+      problems.push(where ? `${where}: ${issue.message}` : issue.message);
+    }
+  }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(file, problems);
+
+  const { $schema: _ignored, ...config } = parsed.data;
+  const issuer = (config.issuer ?? `http://localhost:${config.port}`).replace(/\/$/, '');
+  return {
+    ...config,
+    file,
+    issuer,
+    database_url: config.database_url || undefined,
+    data_dir: path.resolve(cwd, config.data_dir),
+  };
+}

@@ -1,0 +1,109 @@
+/**
+ * The configuration schema: the only home of defaults. `config/idp.schema.json` is generated from it
+ * (`npm run schema`) so editors can complete and check `config/idp.yaml`.
+ */
+import { z } from 'zod';
+
+const url = z.url({ error: 'expected a URL' });
+const urlList = z.array(url, { error: 'expected a list of URLs' });
+const seconds = (fallback: number, description: string) =>
+  z.int({ error: 'expected a whole number of seconds' }).positive({ error: 'expected a positive number of seconds' })
+    .default(fallback).describe(description);
+
+export const MFA_POLICIES = ['if-enrolled', 'required', 'phishing-resistant'] as const;
+export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials'] as const;
+export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'none'] as const;
+/** Scopes this provider serves (OIDC Core §5.4 plus offline_access, §11). */
+export const SCOPES = ['openid', 'profile', 'email', 'offline_access'] as const;
+
+export const clientSchema = z.strictObject({
+  client_id: z.string({ error: 'expected a string' }).min(1, { error: 'must not be empty' }),
+  client_secret: z.string({ error: 'expected a string' })
+    .min(16, { error: 'must be at least 16 characters (use ${ENV_VAR} to keep it out of the file)' })
+    .optional()
+    .describe('Secret for confidential clients; reference it as ${ENV_VAR}.'),
+  client_name: z.string({ error: 'expected a string' }).optional().describe('Shown on the consent and logout pages.'),
+  redirect_uris: urlList.default([]),
+  post_logout_redirect_uris: urlList.default([]),
+  grant_types: z.array(z.enum(GRANT_TYPES, { error: `expected one of ${GRANT_TYPES.join(', ')}` }), {
+    error: 'expected a list of grant types',
+  }).default(['authorization_code', 'refresh_token']),
+  response_types: z.array(z.enum(['code'], { error: 'only "code" is supported' }), {
+    error: 'expected a list of response types',
+  }).default(['code']),
+  token_endpoint_auth_method: z.enum(AUTH_METHODS, { error: `expected one of ${AUTH_METHODS.join(', ')}` })
+    .default('client_secret_basic'),
+  scope: z.string({ error: 'expected a space-separated string of scopes' })
+    .refine((value) => value.split(' ').every((s) => (SCOPES as readonly string[]).includes(s)), {
+      error: `expected scopes among ${SCOPES.join(' ')}`,
+    })
+    .optional()
+    .describe('Scopes this client may request; default: all of them.'),
+  application_type: z.enum(['web', 'native'], { error: 'expected web or native' }).default('web'),
+  client_uri: url.optional(),
+  logo_uri: url.optional(),
+  policy_uri: url.optional(),
+  tos_uri: url.optional(),
+  default_max_age: z.int({ error: 'expected a whole number of seconds' }).nonnegative().optional(),
+  require_auth_time: z.boolean({ error: 'expected true or false' }).optional(),
+  mfa_policy: z.enum(MFA_POLICIES, { error: `expected one of ${MFA_POLICIES.join(', ')}` })
+    .default('if-enrolled')
+    .describe('When a second factor is demanded for this client.'),
+  skip_consent: z.boolean({ error: 'expected true or false' })
+    .default(false)
+    .describe('First-party app: grant the requested scopes without showing the consent page.'),
+}).superRefine((client, ctx) => {
+  if (client.token_endpoint_auth_method === 'none' && client.client_secret !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['client_secret'], message: 'a public client (token_endpoint_auth_method: none) has no secret' });
+  }
+  if (client.token_endpoint_auth_method !== 'none' && client.client_secret === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['client_secret'], message: `required for token_endpoint_auth_method ${client.token_endpoint_auth_method}` });
+  }
+  if (client.grant_types.includes('authorization_code') && client.redirect_uris.length === 0) {
+    ctx.addIssue({ code: 'custom', path: ['redirect_uris'], message: 'expected a list of URLs (at least one for the authorization_code grant)' });
+  }
+  if (client.grant_types.includes('client_credentials') && client.token_endpoint_auth_method === 'none') {
+    ctx.addIssue({ code: 'custom', path: ['grant_types'], message: 'client_credentials needs a confidential client' });
+  }
+});
+
+export const configSchema = z.strictObject({
+  $schema: z.string().optional(),
+  issuer: url.optional().describe('Public URL of this provider; env IDP_ISSUER wins. Default http://localhost:$PORT.'),
+  port: z.int({ error: 'expected a port number' }).min(1).max(65535).default(3000).describe('env PORT wins.'),
+  database_url: z.string().optional().describe('postgres://… selects PostgreSQL; env DATABASE_URL wins. Unset: SQLite.'),
+  data_dir: z.string().default('./data').describe('Where the embedded SQLite database lives; env IDP_DATA_DIR wins.'),
+  password: z.strictObject({
+    bcrypt_cost: z.int({ error: 'expected a whole number' }).min(4).max(15).default(12)
+      .describe('bcrypt work factor for new password hashes.'),
+    min_length: z.int({ error: 'expected a whole number' }).min(8, { error: 'must be at least 8' }).default(8),
+  }).prefault({}),
+  ttl: z.strictObject({
+    session: seconds(12 * 3600, 'Sign-in session lifetime.'),
+    interaction: seconds(3600, 'How long a sign-in page stays valid.'),
+    authorization_code: seconds(60, 'Authorization code lifetime.'),
+    access_token: seconds(3600, 'Access token lifetime.'),
+    id_token: seconds(3600, 'ID token lifetime.'),
+    refresh_token: seconds(14 * 24 * 3600, 'Refresh token lifetime.'),
+    grant: seconds(14 * 24 * 3600, 'Grant (consent) lifetime.'),
+  }).prefault({}),
+  clients: z.array(clientSchema, { error: 'expected a list of clients' }).default([]),
+}).superRefine((config, ctx) => {
+  const seen = new Set<string>();
+  config.clients.forEach((client, i) => {
+    if (seen.has(client.client_id)) {
+      ctx.addIssue({ code: 'custom', path: ['clients', i, 'client_id'], message: `duplicate client_id ${client.client_id}` });
+    }
+    seen.add(client.client_id);
+  });
+});
+
+export type FileConfig = z.infer<typeof configSchema>;
+export type ClientConfig = z.infer<typeof clientSchema>;
+
+export function jsonSchema(): object {
+  return {
+    ...z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }),
+    title: 'wrnexus-sso configuration',
+  };
+}

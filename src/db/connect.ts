@@ -1,0 +1,52 @@
+/**
+ * One knex instance for PostgreSQL (DATABASE_URL=postgres://…) or the embedded SQLite database.
+ * Only src/queries/ builds SQL with it.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import knex, { type Knex } from 'knex';
+
+export type Db = Knex;
+
+export interface DbTarget {
+  database_url: string | undefined;
+  data_dir: string;
+}
+
+export function isPostgres(url: string | undefined): url is string {
+  return !!url && /^postgres(ql)?:\/\//i.test(url);
+}
+
+export function describeDatabase(target: DbTarget): string {
+  if (isPostgres(target.database_url)) {
+    const u = new URL(target.database_url);
+    return `PostgreSQL ${u.hostname}:${u.port || 5432}${u.pathname}`;
+  }
+  return `SQLite ${path.join(target.data_dir, 'idp.sqlite')}`;
+}
+
+export function connect(target: DbTarget): Db {
+  if (target.database_url && !isPostgres(target.database_url)) {
+    throw new Error('DATABASE_URL: expected a postgres:// or postgresql:// URL');
+  }
+  if (isPostgres(target.database_url)) {
+    return knex({ client: 'pg', connection: target.database_url, pool: { min: 0, max: 10 } });
+  }
+  mkdirSync(target.data_dir, { recursive: true });
+  return knex({
+    client: 'better-sqlite3',
+    connection: { filename: path.join(target.data_dir, 'idp.sqlite') },
+    useNullAsDefault: true,
+    pool: {
+      min: 1,
+      max: 1,
+      afterCreate(conn: { pragma(sql: string): unknown }, done: (err: Error | null, conn: unknown) => void) {
+        // WAL lets several processes (server + CLI) share the file; foreign keys are off by default in SQLite.
+        conn.pragma('journal_mode = WAL');
+        conn.pragma('foreign_keys = ON');
+        conn.pragma('busy_timeout = 5000');
+        done(null, conn);
+      },
+    },
+  });
+}

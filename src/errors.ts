@@ -1,0 +1,23 @@
+/**
+ * The one error type of wrnexus-sso. `code` is stable (OAuth-style where one fits), `status` is the HTTP
+ * status a handler answers with, and `expose` says whether `message` may be shown to the user; when it
+ * is false the user sees a generic text and only the log gets the detail.
+ */
+export class AppError extends Error {
+  readonly code: string;
+  readonly status: number;
+  readonly expose: boolean;
+
+  constructor(code: string, message: string, options: { status?: number; expose?: boolean; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.status = options.status ?? 400;
+    this.expose = options.expose ?? this.status < 500;
+  }
+}
+
+/** Throws an AppError unless `condition` holds (Logto's `assertThat`). */
+export function assertThat(condition: unknown, error: AppError | (() => AppError)): asserts condition {
+  if (!condition) throw typeof error === 'function' ? error() : error;
+}

@@ -1,0 +1,45 @@
+/**
+ * The one place errors become responses: a friendly page for browsers, `{ error, error_description }`
+ * for the JSON APIs. Never a stack trace; unexpected errors are logged and answered with a generic 500.
+ */
+import type { Context, Next } from 'koa';
+import { errors as oidcErrors } from 'oidc-provider';
+import { AppError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { renderPage } from './views.js';
+
+function toAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  if (err instanceof oidcErrors.SessionNotFound) {
+    return new AppError('session_not_found', 'This sign-in page has expired or was opened in another browser. Please start again from the app.', { status: 400, cause: err });
+  }
+  if (err instanceof oidcErrors.OIDCProviderError && err.expose) {
+    return new AppError(err.error, err.error_description ?? err.message, { status: err.status, cause: err });
+  }
+  const status = (err as { status?: number }).status;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new AppError('invalid_request', 'The request could not be understood.', { status, cause: err });
+  }
+  return new AppError('server_error', 'Something went wrong on our side.', { status: 500, expose: false, cause: err });
+}
+
+export function errorHandler(log: Logger) {
+  return async function handleErrors(ctx: Context, next: Next) {
+    try {
+      await next();
+    } catch (err) {
+      const error = toAppError(err);
+      if (error.status >= 500) {
+        log.error('request failed', { path: ctx.path, method: ctx.method, error: String((err as Error)?.stack ?? err) });
+      }
+      const description = error.expose ? error.message : 'Something went wrong on our side. Please try again later.';
+      if (ctx.path.startsWith('/api/') || (ctx.accepts('html', 'json') === 'json')) {
+        ctx.status = error.status;
+        ctx.set('Cache-Control', 'no-store');
+        ctx.body = { error: error.code, error_description: description };
+        return;
+      }
+      renderPage(ctx, 'error', { title: 'Something went wrong', error: error.code, description }, error.status);
+    }
+  };
+}

@@ -1,0 +1,71 @@
+/** Start-up: load config → open db → migrate → build app → listen; graceful shutdown. */
+import { createServer } from 'node:http';
+import { systemClock } from './clock.js';
+import { ConfigError, loadConfig, type Config } from './config/load.js';
+import { connect, describeDatabase } from './db/connect.js';
+import { migrate } from './db/migrate.js';
+import { buildApp } from './app.js';
+import { createLogger } from './log.js';
+import { deleteExpiredPayloads } from './oidc/adapter.js';
+import { validateClients } from './oidc/validate-clients.js';
+
+const CLEANUP_EVERY_MS = 10 * 60 * 1000;
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n`);
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`wrnexus-sso: ${err.message}\nRefusing to start.`);
+    throw err;
+  }
+  const log = createLogger();
+  const db = connect(config);
+  const applied = await migrate(db);
+  if (applied.length > 0) log.info('database migrated', { applied });
+  const app = await buildApp({ config, db, clock: systemClock, log });
+  const clientProblems = await validateClients(app.provider, config);
+  if (clientProblems.length > 0) {
+    await db.destroy();
+    fail(`wrnexus-sso: invalid configuration in ${config.file}:\n${clientProblems.map((p) => `  - ${p}`).join('\n')}\nRefusing to start.`);
+  }
+
+  const server = createServer(app.callback);
+  server.listen(config.port, () => {
+    process.stdout.write([
+      '',
+      `wrnexus-sso is listening on port ${config.port}`,
+      `  issuer:    ${config.issuer}`,
+      `  discovery: ${config.issuer}/.well-known/openid-configuration`,
+      `  config:    ${config.file} (${config.clients.length} client${config.clients.length === 1 ? '' : 's'})`,
+      `  database:  ${describeDatabase(config)}`,
+      '',
+      'Add the first user with:',
+      '  npm run idp -- users add <username> --email <email>',
+      '',
+    ].join('\n'));
+  });
+
+  const cleanup = setInterval(() => {
+    deleteExpiredPayloads(db, systemClock).catch((err) => log.error('cleanup failed', { error: String(err) }));
+  }, CLEANUP_EVERY_MS);
+  cleanup.unref();
+
+  const shutdown = (signal: string) => {
+    log.info('shutting down', { signal });
+    clearInterval(cleanup);
+    server.close(() => {
+      db.destroy().finally(() => process.exit(0));
+    });
+    setTimeout(() => process.exit(0), 10_000).unref();
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((err) => fail(`wrnexus-sso failed to start: ${err instanceof Error ? err.message : String(err)}`));

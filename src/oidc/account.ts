@@ -1,0 +1,27 @@
+/** oidc-provider's view of our users: `findAccount` and the claims each scope releases (OIDC Core §5.4). */
+import type { Account, FindAccount } from 'oidc-provider';
+import type { UserQueries, UserRow } from '../queries/users.js';
+
+export function toAccount(user: UserRow): Account {
+  return {
+    accountId: user.id,
+    async claims() {
+      return {
+        sub: user.id,
+        name: user.name ?? user.username,
+        preferred_username: user.username,
+        email: user.email,
+        email_verified: user.email_verified,
+      };
+    },
+  };
+}
+
+/** A disabled or deleted user has no account: their sessions stop working and no token is issued. */
+export function createFindAccount(users: UserQueries): FindAccount {
+  return async (_ctx, sub) => {
+    const user = await users.findById(sub);
+    if (!user || user.disabled) return undefined;
+    return toAccount(user);
+  };
+}

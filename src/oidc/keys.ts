@@ -1,0 +1,49 @@
+/**
+ * Signing keys (JWKS) and cookie-signing keys are generated on the first start and kept in the database,
+ * so every instance on one database signs and verifies alike. The library's development keys are never used.
+ */
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import type { JWK } from 'oidc-provider';
+import type { Clock } from '../clock.js';
+import { epochSeconds } from '../clock.js';
+import { createKeystoreQueries } from '../queries/keystore.js';
+import type { Db } from '../db/connect.js';
+
+export interface ProviderKeys {
+  jwks: { keys: JWK[] };
+  cookieKeys: string[];
+}
+
+function newSigningKeys(): JWK[] {
+  // RS256 is the one algorithm every relying party must support (OIDC Core §15.1); ES256 is smaller and faster.
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+  const kid = () => randomBytes(12).toString('base64url');
+  return [
+    { ...rsa, kid: kid(), use: 'sig', alg: 'RS256' } as JWK,
+    { ...ec, kid: kid(), use: 'sig', alg: 'ES256' } as JWK,
+  ];
+}
+
+export async function loadOrCreateKeys(db: Db, clock: Clock): Promise<ProviderKeys> {
+  const keystore = createKeystoreQueries(db);
+  let signing = await keystore.list('signing');
+  let cookie = await keystore.list('cookie');
+  if (signing.length === 0) {
+    // A fixed id: when two instances start at once, one insert wins and both read the winner back.
+    await keystore.insertIfAbsent({
+      id: 'signing-initial', kind: 'signing', material: JSON.stringify(newSigningKeys()), created_at: epochSeconds(clock),
+    });
+    signing = await keystore.list('signing');
+  }
+  if (cookie.length === 0) {
+    await keystore.insertIfAbsent({
+      id: 'cookie-initial', kind: 'cookie', material: JSON.stringify([randomBytes(32).toString('base64url')]), created_at: epochSeconds(clock),
+    });
+    cookie = await keystore.list('cookie');
+  }
+  return {
+    jwks: { keys: signing.flatMap((row) => JSON.parse(row.material) as JWK[]) },
+    cookieKeys: cookie.flatMap((row) => JSON.parse(row.material) as string[]),
+  };
+}

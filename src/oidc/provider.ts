@@ -1,0 +1,125 @@
+/**
+ * The OAuth 2.0 / OpenID Connect engine is node-oidc-provider: this file only configures it.
+ * Reference: node-oidc-provider docs/README.md (Configuration options).
+ */
+import Provider, { type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config/load.js';
+import { SCOPES } from '../config/schema.js';
+import type { Db } from '../db/connect.js';
+import { ACR_ORDER } from '../auth/assurance.js';
+import { renderPage } from '../http/views.js';
+import type { UserQueries } from '../queries/users.js';
+import { createFindAccount } from './account.js';
+import { createAdapterFactory } from './adapter.js';
+import type { ProviderKeys } from './keys.js';
+
+export const CUSTOM_CLIENT_FIELDS = ['mfa_policy', 'skip_consent'] as const;
+
+export function clientMetadata(config: Config): ClientMetadata[] {
+  return config.clients.map((client) => {
+    const { scope, ...rest } = client;
+    return { ...rest, scope: scope ?? SCOPES.join(' ') } as ClientMetadata;
+  });
+}
+
+const clientName = (ctx: KoaContextWithOIDC) => ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId;
+
+export interface ProviderDeps {
+  config: Config;
+  db: Db;
+  clock: Clock;
+  keys: ProviderKeys;
+  users: UserQueries;
+}
+
+export function createProvider({ config, db, clock, keys, users }: ProviderDeps): Provider {
+  const secure = config.issuer.startsWith('https:');
+  const configuration: Configuration = {
+    adapter: createAdapterFactory(db, clock),
+    clients: clientMetadata(config),
+    findAccount: createFindAccount(users),
+    jwks: keys.jwks,
+    cookies: {
+      keys: keys.cookieKeys,
+      long: { httpOnly: true, sameSite: 'lax', secure, signed: true },
+      short: { httpOnly: true, sameSite: 'lax', secure, signed: true },
+    },
+    scopes: [...SCOPES],
+    // acr, amr and auth_time ride with `openid` so they reach the ID token (OIDC Core §2, §5.5.1.1).
+    claims: {
+      openid: ['sub', 'acr', 'amr', 'auth_time'],
+      profile: ['name', 'preferred_username'],
+      email: ['email', 'email_verified'],
+    },
+    acrValues: [...ACR_ORDER],
+    extraClientMetadata: {
+      properties: [...CUSTOM_CLIENT_FIELDS],
+    },
+    features: {
+      devInteractions: { enabled: false },
+      claimsParameter: { enabled: true },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      userinfo: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        async logoutSource(ctx, form) {
+          renderPage(ctx, 'logout', { title: 'Sign out', form, clientName: clientName(ctx) });
+        },
+        async postLogoutSuccessSource(ctx) {
+          renderPage(ctx, 'logged-out', { title: 'Signed out', clientName: clientName(ctx) });
+        },
+      },
+    },
+    interactions: {
+      url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+    },
+    // First-party clients (skip_consent) get the requested scopes without the consent page.
+    async loadExistingGrant(ctx) {
+      const { oidc } = ctx;
+      const grantId = oidc.result?.consent?.grantId ?? oidc.session!.grantIdFor(oidc.client!.clientId);
+      if (grantId) {
+        const existing = await oidc.provider.Grant.find(grantId);
+        if (existing) return existing;
+      }
+      if (oidc.client!.skip_consent === true && oidc.session?.accountId) {
+        const grant = new oidc.provider.Grant({ clientId: oidc.client!.clientId, accountId: oidc.session.accountId });
+        grant.addOIDCScope([...oidc.requestParamScopes].join(' '));
+        const claims = Object.keys({ ...oidc.claims?.id_token, ...oidc.claims?.userinfo });
+        if (claims.length > 0) grant.addOIDCClaims(claims);
+        await grant.save();
+        return grant;
+      }
+      return undefined;
+    },
+    // Browser-based clients may call the token endpoints from the origins of their redirect URIs only.
+    clientBasedCORS(_ctx, origin, client) {
+      return client.redirectUris?.some((uri) => {
+        try { return new URL(uri).origin === origin; } catch { return false; }
+      }) ?? false;
+    },
+    async renderError(ctx, out) {
+      renderPage(ctx, 'error', {
+        title: 'Something went wrong',
+        error: out.error,
+        description: out.error_description ?? 'The request could not be completed.',
+      }, ctx.status >= 400 ? ctx.status : 400);
+    },
+    ttl: {
+      Session: config.ttl.session,
+      Interaction: config.ttl.interaction,
+      AuthorizationCode: config.ttl.authorization_code,
+      AccessToken: config.ttl.access_token,
+      ClientCredentials: config.ttl.access_token,
+      IdToken: config.ttl.id_token,
+      RefreshToken: config.ttl.refresh_token,
+      Grant: config.ttl.grant,
+    },
+  };
+  const provider = new Provider(config.issuer, configuration);
+  // Behind a TLS-terminating proxy the issuer is https while the socket is plain http.
+  provider.proxy = secure;
+  return provider;
+}

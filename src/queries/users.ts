@@ -1,0 +1,69 @@
+import type { Knex } from 'knex';
+
+export interface UserRow {
+  id: string;
+  username: string;
+  email: string;
+  name: string | null;
+  email_verified: boolean;
+  password_hash: string | null;
+  disabled: boolean;
+  created_at: number;
+  updated_at: number;
+}
+
+type Raw = Record<string, unknown>;
+
+/** Booleans read back as 0/1 on SQLite and bigints as strings on PostgreSQL: normalise here, once. */
+function toUser(row: Raw | undefined): UserRow | undefined {
+  if (!row) return undefined;
+  return {
+    id: String(row.id),
+    username: String(row.username),
+    email: String(row.email),
+    name: (row.name as string | null) ?? null,
+    email_verified: !!row.email_verified,
+    password_hash: (row.password_hash as string | null) ?? null,
+    disabled: !!row.disabled,
+    created_at: Number(row.created_at),
+    updated_at: Number(row.updated_at),
+  };
+}
+
+export function createUserQueries(db: Knex | Knex.Transaction) {
+  const users = () => db('users');
+  return {
+    async insert(user: UserRow): Promise<void> {
+      await users().insert(user);
+    },
+    async findById(id: string): Promise<UserRow | undefined> {
+      return toUser(await users().where({ id }).first());
+    },
+    async findByUsername(username: string): Promise<UserRow | undefined> {
+      return toUser(await users().where({ username }).first());
+    },
+    /** Username or e-mail address, both stored lower-case. */
+    async findByLogin(login: string): Promise<UserRow | undefined> {
+      return toUser(await users().where({ username: login }).orWhere({ email: login }).first());
+    },
+    async existing(username: string, email: string): Promise<{ username: boolean; email: boolean }> {
+      const rows: Raw[] = await users().select('username', 'email').where({ username }).orWhere({ email });
+      return {
+        username: rows.some((r) => r.username === username),
+        email: rows.some((r) => r.email === email),
+      };
+    },
+    async list(): Promise<UserRow[]> {
+      const rows: Raw[] = await users().select('*').orderBy('username');
+      return rows.map((r) => toUser(r)!);
+    },
+    async update(id: string, changes: Partial<Omit<UserRow, 'id' | 'created_at'>>): Promise<boolean> {
+      return (await users().where({ id }).update(changes)) > 0;
+    },
+    async delete(id: string): Promise<boolean> {
+      return (await users().where({ id }).delete()) > 0;
+    },
+  };
+}
+
+export type UserQueries = ReturnType<typeof createUserQueries>;
