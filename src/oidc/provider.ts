@@ -60,8 +60,20 @@ export function createProvider({ config, db, clock, keys, users }: ProviderDeps)
       devInteractions: { enabled: false },
       claimsParameter: { enabled: true },
       clientCredentials: { enabled: true },
-      introspection: { enabled: true },
-      revocation: { enabled: true },
+      // A resource server (confidential client) may introspect any token; a public client only its own.
+      introspection: {
+        enabled: true,
+        async allowedPolicy(_ctx, client, token) {
+          return client.clientAuthMethod !== 'none' || token.clientId === client.clientId;
+        },
+      },
+      // A client revokes only tokens issued to it (RFC 7009 §2.1).
+      revocation: {
+        enabled: true,
+        async allowedPolicy(_ctx, client, token) {
+          return token.clientId === client.clientId;
+        },
+      },
       userinfo: { enabled: true },
       rpInitiatedLogout: {
         enabled: true,

@@ -1,0 +1,102 @@
+/**
+ * A minimal browser for driving the hosted pages without JavaScript: a cookie jar (path-aware), manual
+ * redirects, and form extraction. Requests leave the IdP's origin only on paper: following stops at the
+ * first redirect to another origin (the relying party's redirect_uri) and returns it.
+ */
+
+interface Cookie { name: string; value: string; path: string }
+
+export interface Page {
+  status: number;
+  url: string;
+  headers: Headers;
+  body: string;
+}
+
+export class Browser {
+  private cookies: Cookie[] = [];
+
+  constructor(readonly origin: string) {}
+
+  private cookieHeader(url: URL): string {
+    return this.cookies
+      .filter((c) => url.pathname === c.path || url.pathname.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`) || c.path === '/')
+      .map((c) => `${c.name}=${c.value}`)
+      .join('; ');
+  }
+
+  private store(url: URL, headers: Headers): void {
+    for (const line of headers.getSetCookie()) {
+      const [pair, ...attrs] = line.split(';').map((s) => s.trim());
+      const eq = pair!.indexOf('=');
+      const name = pair!.slice(0, eq);
+      const value = pair!.slice(eq + 1);
+      let cookiePath = url.pathname.replace(/\/[^/]*$/, '') || '/';
+      let expired = value === '';
+      for (const attr of attrs) {
+        const [k, v = ''] = attr.split('=');
+        if (k!.toLowerCase() === 'path') cookiePath = v;
+        if (k!.toLowerCase() === 'expires' && new Date(v).getTime() < Date.now()) expired = true;
+        if (k!.toLowerCase() === 'max-age' && Number(v) <= 0) expired = true;
+      }
+      this.cookies = this.cookies.filter((c) => !(c.name === name && c.path === cookiePath));
+      if (!expired) this.cookies.push({ name, value, path: cookiePath });
+    }
+  }
+
+  cookieNames(): string[] { return this.cookies.map((c) => c.name); }
+
+  async request(url: string, init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<Page> {
+    const target = new URL(url, this.origin);
+    const headers: Record<string, string> = { accept: 'text/html', ...init.headers };
+    const cookie = this.cookieHeader(target);
+    if (cookie) headers.cookie = cookie;
+    let body: string | undefined;
+    if (init.form) {
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      body = new URLSearchParams(init.form).toString();
+    }
+    const res = await fetch(target, { method: init.method ?? (init.form ? 'POST' : 'GET'), headers, body, redirect: 'manual' });
+    this.store(target, res.headers);
+    return { status: res.status, url: target.toString(), headers: res.headers, body: await res.text() };
+  }
+
+  /** Follows redirects within the IdP; stops at a page, or at a redirect that leaves the IdP. */
+  async follow(first: Page): Promise<Page> {
+    let page = first;
+    for (let hops = 0; hops < 20; hops += 1) {
+      const location = page.headers.get('location');
+      if (page.status < 300 || page.status >= 400 || !location) return page;
+      const next = new URL(location, page.url);
+      if (next.origin !== new URL(this.origin).origin) return page;
+      page = await this.request(next.toString());
+    }
+    throw new Error('too many redirects');
+  }
+
+  async get(url: string): Promise<Page> { return this.follow(await this.request(url)); }
+
+  async submit(page: Page, action: RegExp | string, fields: Record<string, string>): Promise<Page> {
+    const form = findForm(page.body, action);
+    return this.follow(await this.request(new URL(form.action, page.url).toString(), { form: { ...form.fields, ...fields } }));
+  }
+}
+
+/** The first form whose action matches, with its hidden fields. */
+export function findForm(html: string, action: RegExp | string): { action: string; fields: Record<string, string> } {
+  const forms = [...html.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/g)];
+  for (const [, attrs, inner] of forms) {
+    const act = /action="([^"]*)"/.exec(attrs!)?.[1]?.replace(/&amp;/g, '&') ?? '';
+    if (typeof action === 'string' ? act.includes(action) : action.test(act)) {
+      const fields: Record<string, string> = {};
+      for (const [, input] of inner!.matchAll(/<input\b([^>]*)>/g)) {
+        if (!/type="hidden"/.test(input!)) continue;
+        const name = /name="([^"]*)"/.exec(input!)?.[1];
+        const value = /value="([^"]*)"/.exec(input!)?.[1] ?? '';
+        if (name) fields[name] = value.replace(/&amp;/g, '&').replace(/&#39;/g, "'").replace(/&quot;/g, '"');
+      }
+      return { action: act, fields };
+    }
+  }
+  throw new Error(`no form with action ${String(action)} in page:\n${html.slice(0, 2000)}`);
+}

@@ -1,0 +1,101 @@
+/**
+ * Starts a real wrnexus-sso on a random loopback port over a real migrated database, configured through
+ * the real config loader (a YAML file written for the test).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { buildApp, type App } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/config/load.js';
+import { connect, type Db } from '../../src/db/connect.js';
+import { migrate } from '../../src/db/migrate.js';
+import { createUserService, type UserService } from '../../src/auth/users.js';
+import { createUserQueries } from '../../src/queries/users.js';
+import { systemClock } from '../../src/clock.js';
+import { silentLogger, type Logger } from '../../src/log.js';
+import type { TestDatabase } from './databases.js';
+
+export const TEST_SECRET = 'a-test-client-secret-of-some-length';
+
+export const defaultClients = (redirect: string) => [
+  {
+    client_id: 'web-app',
+    client_name: 'Test Web App',
+    client_secret: TEST_SECRET,
+    redirect_uris: [redirect],
+    post_logout_redirect_uris: [`${redirect}/logged-out`],
+    grant_types: ['authorization_code', 'refresh_token'],
+  },
+  {
+    client_id: 'spa',
+    client_name: 'Test SPA',
+    redirect_uris: [redirect],
+    token_endpoint_auth_method: 'none',
+  },
+  {
+    client_id: 'first-party',
+    client_secret: TEST_SECRET,
+    redirect_uris: [redirect],
+    skip_consent: true,
+  },
+  {
+    client_id: 'service',
+    client_secret: TEST_SECRET,
+    grant_types: ['client_credentials'],
+    response_types: [],
+  },
+];
+
+export const REDIRECT_URI = 'https://rp.example.test/callback';
+
+export interface TestIdp {
+  issuer: string;
+  config: Config;
+  db: Db;
+  app: App;
+  users: UserService;
+  close(): Promise<void>;
+}
+
+export async function startIdp(database: TestDatabase, options: {
+  clients?: unknown[];
+  extra?: Record<string, unknown>;
+  log?: Logger;
+} = {}): Promise<TestIdp> {
+  let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => { res.statusCode = 503; res.end(); };
+  const server: Server = createServer((req, res) => handler(req, res));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+
+  const file = path.join(database.target.data_dir, `idp-${port}.yaml`);
+  writeFileSync(file, YAML.stringify({
+    password: { bcrypt_cost: 4 },
+    clients: options.clients ?? defaultClients(REDIRECT_URI),
+    ...options.extra,
+  }));
+  const config = loadConfig({
+    IDP_CONFIG: file,
+    IDP_ISSUER: `http://127.0.0.1:${port}`,
+    IDP_DATA_DIR: database.target.data_dir,
+    DATABASE_URL: database.target.database_url,
+  });
+  const db = connect(config);
+  await migrate(db);
+  const app = await buildApp({ config, db, clock: systemClock, log: options.log ?? silentLogger });
+  handler = app.callback;
+  const users = createUserService({ users: createUserQueries(db), policy: config.password, clock: systemClock });
+  return {
+    issuer: config.issuer,
+    config,
+    db,
+    app,
+    users,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await db.destroy();
+    },
+  };
+}

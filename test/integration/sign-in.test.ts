@@ -1,0 +1,152 @@
+/** The hosted sign-in pages under bad input, on every test database. */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Browser, findForm, type Page } from '../helpers/browser.js';
+import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
+import { REDIRECT_URI, startIdp, TEST_SECRET, type TestIdp } from '../helpers/idp.js';
+import { authorizeUrl, callbackOf, pkce, signIn } from '../helpers/flows.js';
+
+describe.each(databaseKinds())('sign-in pages on %s', (kind) => {
+  let database: TestDatabase;
+  let idp: TestIdp;
+
+  beforeAll(async () => {
+    database = await createTestDatabase(kind);
+    idp = await startIdp(database);
+    await idp.users.add({ username: 'bob', email: 'bob@example.com', password: 'bob-password-1' });
+    await idp.users.add({ username: 'carol', email: 'carol@example.com', password: 'carol-password-1' });
+    await idp.users.setDisabled('carol', true);
+  });
+
+  afterAll(async () => {
+    await idp?.close();
+    await database?.dispose();
+  });
+
+  const webAppUrl = (extra: Record<string, string> = {}) =>
+    authorizeUrl(idp.issuer, { client_id: 'web-app', code_challenge: pkce().challenge, code_challenge_method: 'S256', ...extra });
+
+  /** The page with what differs per request (interaction id, CSRF token) blanked out. */
+  const comparable = (page: Page) => page.body
+    .replace(/\/interaction\/[A-Za-z0-9_-]+/g, '/interaction/UID')
+    .replace(/name="csrf" value="[^"]*"/g, 'name="csrf" value="TOKEN"')
+    .replace(/value="[^"]*@?[^"]*" autocomplete/g, 'value="LOGIN" autocomplete');
+
+  it('serves an accessible login page with the right autocomplete hints and security headers', async () => {
+    const page = await new Browser(idp.issuer).get(webAppUrl({ login_hint: 'bob' }));
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('autocomplete="username"');
+    expect(page.body).toContain('autocomplete="current-password"');
+    expect(page.body).toMatch(/<label for="login">/);
+    expect(page.body).toMatch(/<label for="password">/);
+    expect(page.body).toContain('value="bob"');
+    expect(findForm(page.body, '/login').fields.csrf).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(page.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    expect(page.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(page.headers.get('cache-control')).toBe('no-store');
+    expect(page.body).not.toMatch(/https?:\/\/(?!127\.0\.0\.1)[^"']*\.(css|js)/);
+  });
+
+  it('answers a wrong password, an unknown user and a disabled user with the same page and status', async () => {
+    const attempt = async (login: string, password: string) => {
+      const browser = new Browser(idp.issuer);
+      return browser.submit(await browser.get(webAppUrl()), '/login', { login, password });
+    };
+    const wrong = await attempt('bob', 'not-bobs-password');
+    const unknown = await attempt('nobody', 'not-bobs-password');
+    const disabled = await attempt('carol', 'carol-password-1');
+    expect(wrong.status).toBe(401);
+    expect(unknown.status).toBe(wrong.status);
+    expect(disabled.status).toBe(wrong.status);
+    expect(wrong.body).toContain('The username or password is incorrect.');
+    const normalise = (p: Page) => comparable(p).replace(/value="(bob|nobody|carol)"/, 'value="LOGIN"');
+    expect(normalise(unknown)).toBe(normalise(wrong));
+    expect(normalise(disabled)).toBe(normalise(wrong));
+  });
+
+  it('refuses a login form without the CSRF token and establishes no session', async () => {
+    const browser = new Browser(idp.issuer);
+    const page = await browser.get(webAppUrl());
+    const form = findForm(page.body, '/login');
+    const forged = await browser.request(new URL(form.action, page.url).toString(), { form: { login: 'bob', password: 'bob-password-1' } });
+    expect(forged.status).toBe(403);
+    expect(forged.body).toContain('Something went wrong');
+    expect(forged.headers.get('location')).toBeNull();
+    const again = await browser.get(webAppUrl());
+    expect(again.body).toContain('autocomplete="current-password"');
+  });
+
+  it('shows an error page, and does not redirect, for an unregistered redirect_uri', async () => {
+    const page = await new Browser(idp.issuer).request(webAppUrl({ redirect_uri: 'https://evil.example/steal' }));
+    expect(page.status).toBe(400);
+    expect(page.headers.get('location')).toBeNull();
+    expect(page.body).toContain('redirect_uri');
+    expect(page.body).not.toMatch(/\bat \S+\.(js|ts):\d+/);
+  });
+
+  it('refuses a public client that does not use PKCE', async () => {
+    const page = await new Browser(idp.issuer).request(authorizeUrl(idp.issuer, { client_id: 'spa' }));
+    const location = new URL(page.headers.get('location')!);
+    expect(location.origin + location.pathname).toBe(REDIRECT_URI);
+    expect(location.searchParams.get('error')).toBe('invalid_request');
+    expect(location.searchParams.get('error_description')).toMatch(/PKCE/);
+    expect(location.searchParams.get('code')).toBeNull();
+  });
+
+  it('redeems an authorization code once only', async () => {
+    const { verifier, challenge } = pkce();
+    const browser = new Browser(idp.issuer);
+    const consent = await signIn(browser, authorizeUrl(idp.issuer, {
+      client_id: 'first-party', code_challenge: challenge, code_challenge_method: 'S256',
+    }), 'bob', 'bob-password-1');
+    const code = callbackOf(consent).searchParams.get('code')!;
+    const redeem = () => fetch(`${idp.issuer}/token`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`first-party:${TEST_SECRET}`).toString('base64')}`,
+      },
+      body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, code_verifier: verifier }),
+    });
+    const first = await redeem();
+    expect(first.status).toBe(200);
+    const second = await redeem();
+    expect(second.status).toBe(400);
+    expect(await second.json()).toMatchObject({ error: 'invalid_grant' });
+  });
+
+  it('answers prompt=none without a session with login_required', async () => {
+    const page = await new Browser(idp.issuer).request(webAppUrl({ prompt: 'none' }));
+    expect(new URL(page.headers.get('location')!).searchParams.get('error')).toBe('login_required');
+  });
+
+  it('shows a friendly page for an unknown or expired sign-in page, and 4xx JSON for bad bodies', async () => {
+    const browser = new Browser(idp.issuer);
+    const stale = await browser.request('/interaction/does-not-exist');
+    expect(stale.status).toBe(400);
+    expect(stale.body).toContain('expired');
+    expect(stale.body).not.toMatch(/\bat \S+\.(js|ts):\d+/);
+
+    const page = await browser.get(webAppUrl());
+    const form = findForm(page.body, '/login');
+    const json = await browser.request(new URL(form.action, page.url).toString(), {
+      method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' },
+    });
+    expect(json.status).toBe(415);
+    expect(JSON.parse(json.body)).toMatchObject({ error: 'invalid_request' });
+  });
+
+  it('cancelling sends the user back to the app with access_denied', async () => {
+    const browser = new Browser(idp.issuer);
+    const page = await browser.get(webAppUrl({ state: 'xyz' }));
+    const back = await browser.submit(page, '/abort', {});
+    const location = callbackOf(back);
+    expect(location.searchParams.get('error')).toBe('access_denied');
+    expect(location.searchParams.get('state')).toBe('xyz');
+  });
+
+  it('reports health', async () => {
+    const res = await fetch(`${idp.issuer}/healthz`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'ok' });
+  });
+});
