@@ -108,6 +108,10 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
+      if (issue.code === 'unrecognized_keys') {
+        for (const key of issue.keys) problems.push(`${formatPath([...issue.path, key])}: unknown setting`);
+        continue;
+      }
       const where = formatPath(issue.path);
       problems.push(where ? `${where}: ${issue.message}` : issue.message);
     }

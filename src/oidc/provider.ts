@@ -5,7 +5,7 @@
 import Provider, { type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/load.js';
-import { SCOPES } from '../config/schema.js';
+import { AUTH_METHODS, SCOPES } from '../config/schema.js';
 import type { Db } from '../db/connect.js';
 import { ACR_ORDER } from '../auth/assurance.js';
 import { renderPage } from '../http/views.js';
@@ -46,6 +46,9 @@ export function createProvider({ config, db, clock, keys, users }: ProviderDeps)
       short: { httpOnly: true, sameSite: 'lax', secure, signed: true },
     },
     scopes: [...SCOPES],
+    // Authorization code only (RFC 9700 §2.1.2: no tokens from the authorization endpoint).
+    responseTypes: ['code'],
+    clientAuthMethods: [...AUTH_METHODS],
     // acr, amr and auth_time ride with `openid` so they reach the ID token (OIDC Core §2, §5.5.1.1).
     claims: {
       openid: ['sub', 'acr', 'amr', 'auth_time'],

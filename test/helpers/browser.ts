@@ -4,6 +4,27 @@
  * first redirect to another origin (the relying party's redirect_uri) and returns it.
  */
 
+import { request as httpRequest } from 'node:http';
+
+/** One HTTP request with node:http (fetch may not set Host, which a load balancer passes through). */
+function send(url: URL, host: string, method: string, headers: Record<string, string>, body?: string):
+Promise<{ status: number; headers: Headers; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method, headers: { ...headers, host } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => {
+        const out = new Headers();
+        for (let i = 0; i < res.rawHeaders.length; i += 2) out.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
+        resolve({ status: res.statusCode ?? 0, headers: out, body: Buffer.concat(chunks).toString('utf8') });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 interface Cookie { name: string; value: string; path: string }
 
 export interface Page {
@@ -16,7 +37,11 @@ export interface Page {
 export class Browser {
   private cookies: Cookie[] = [];
 
-  constructor(readonly origin: string) {}
+  /**
+   * `route` picks the server a request really goes to (as a load balancer would); the browser keeps
+   * talking about `origin`.
+   */
+  constructor(readonly origin: string, public route: (url: URL) => URL = (url) => url) {}
 
   private cookieHeader(url: URL): string {
     return this.cookies
@@ -56,9 +81,9 @@ export class Browser {
       headers['content-type'] = 'application/x-www-form-urlencoded';
       body = new URLSearchParams(init.form).toString();
     }
-    const res = await fetch(target, { method: init.method ?? (init.form ? 'POST' : 'GET'), headers, body, redirect: 'manual' });
+    const res = await send(this.route(target), target.host, init.method ?? (init.form ? 'POST' : 'GET'), headers, body);
     this.store(target, res.headers);
-    return { status: res.status, url: target.toString(), headers: res.headers, body: await res.text() };
+    return { ...res, url: target.toString() };
   }
 
   /** Follows redirects within the IdP; stops at a page, or at a redirect that leaves the IdP. */

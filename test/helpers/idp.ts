@@ -51,6 +51,8 @@ export const defaultClients = (redirect: string) => [
 export const REDIRECT_URI = 'https://rp.example.test/callback';
 
 export interface TestIdp {
+  /** Where this instance really listens (differs from the issuer behind a shared "load balancer"). */
+  url: string;
   issuer: string;
   config: Config;
   db: Db;
@@ -63,6 +65,8 @@ export async function startIdp(database: TestDatabase, options: {
   clients?: unknown[];
   extra?: Record<string, unknown>;
   log?: Logger;
+  /** Defaults to the instance's own loopback URL; instances behind one "load balancer" share one. */
+  issuer?: string;
 } = {}): Promise<TestIdp> {
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => { res.statusCode = 503; res.end(); };
   const server: Server = createServer((req, res) => handler(req, res));
@@ -77,7 +81,7 @@ export async function startIdp(database: TestDatabase, options: {
   }));
   const config = loadConfig({
     IDP_CONFIG: file,
-    IDP_ISSUER: `http://127.0.0.1:${port}`,
+    IDP_ISSUER: options.issuer ?? `http://127.0.0.1:${port}`,
     IDP_DATA_DIR: database.target.data_dir,
     DATABASE_URL: database.target.database_url,
   });
@@ -87,6 +91,7 @@ export async function startIdp(database: TestDatabase, options: {
   handler = app.callback;
   const users = createUserService({ users: createUserQueries(db), policy: config.password, clock: systemClock });
   return {
+    url: `http://127.0.0.1:${port}`,
     issuer: config.issuer,
     config,
     db,

@@ -1,0 +1,90 @@
+/** The operator's command line, run as the operator runs it (compiled, in a child process), on every database. */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import bcrypt from 'bcryptjs';
+import { projectRoot } from '../../src/paths.js';
+import { connect } from '../../src/db/connect.js';
+import { createUserQueries } from '../../src/queries/users.js';
+import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
+
+describe.each(databaseKinds())('idp CLI on %s', (kind) => {
+  let database: TestDatabase;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    database = await createTestDatabase(kind);
+    const file = path.join(database.target.data_dir, 'cli.yaml');
+    writeFileSync(file, 'password:\n  bcrypt_cost: 4\n');
+    env = { ...process.env as Record<string, string>, IDP_CONFIG: file, IDP_DATA_DIR: database.target.data_dir };
+    if (database.target.database_url) env.DATABASE_URL = database.target.database_url;
+  });
+  afterAll(async () => { await database?.dispose(); });
+
+  const idp = (args: string[], input?: string) => {
+    const result = spawnSync(process.execPath, [path.join(projectRoot, 'dist', 'src', 'cli', 'main.js'), ...args], {
+      env, input: input ?? '', encoding: 'utf8', timeout: 30_000,
+    });
+    return { code: result.status, out: result.stdout, err: result.stderr.replace(/.*Unsupported runtime.*\n/, '') };
+  };
+
+  it('migrates, adds, lists, disables, re-enables, changes passwords and deletes users', async () => {
+    expect(idp(['migrate'])).toMatchObject({ code: 0 });
+    const added = idp(['users', 'add', 'Erin', '--email', 'Erin@Example.com', '--name', 'Erin E.', '--password-stdin'], 'erin-password-1\n');
+    expect(added.err).toBe('');
+    expect(added.code).toBe(0);
+    expect(added.out).toMatch(/^added erin <erin@example.com>/);
+
+    const listed = idp(['users', 'list']);
+    expect(listed.code).toBe(0);
+    expect(listed.out).toMatch(/erin\s+erin@example.com\s+Erin E\.\s+active/);
+
+    expect(idp(['users', 'disable', 'erin']).code).toBe(0);
+    expect(idp(['users', 'list']).out).toMatch(/erin.*disabled/);
+    expect(idp(['users', 'enable', 'erin']).code).toBe(0);
+
+    expect(idp(['users', 'set-password', 'erin', '--password-stdin'], 'a-brand-new-password').code).toBe(0);
+    const db = connect(database.target);
+    try {
+      const user = await createUserQueries(db).findByUsername('erin');
+      // Stored as a bcrypt hash of exactly what was piped in (one trailing newline is not part of it).
+      expect(user?.password_hash).toMatch(/^\$2[aby]\$04\$/);
+      expect(await bcrypt.compare('a-brand-new-password', user!.password_hash!)).toBe(true);
+    } finally {
+      await db.destroy();
+    }
+
+    expect(idp(['users', 'delete', 'erin']).code).toBe(0);
+    expect(idp(['users', 'list']).out).not.toContain('erin@example.com');
+  });
+
+  it('refuses duplicates, bad passwords and unknown users with one clear line and a non-zero exit', () => {
+    expect(idp(['users', 'add', 'frank', '--email', 'frank@example.com', '--password-stdin'], 'frank-password').code).toBe(0);
+    const sameName = idp(['users', 'add', 'frank', '--email', 'other@example.com', '--password-stdin'], 'frank-password');
+    expect(sameName.code).toBe(1);
+    expect(sameName.err.trim()).toBe('idp: a user named frank already exists');
+    const sameEmail = idp(['users', 'add', 'frank2', '--email', 'FRANK@example.com', '--password-stdin'], 'frank-password');
+    expect(sameEmail.code).toBe(1);
+    expect(sameEmail.err.trim()).toBe('idp: a user with e-mail frank@example.com already exists');
+
+    const short = idp(['users', 'add', 'gina', '--email', 'gina@example.com', '--password-stdin'], 'short');
+    expect(short.code).toBe(1);
+    expect(short.err.trim()).toBe('idp: password must be at least 8 characters');
+    const long = idp(['users', 'add', 'gina', '--email', 'gina@example.com', '--password-stdin'], 'é'.repeat(40));
+    expect(long.code).toBe(1);
+    expect(long.err.trim()).toBe('idp: password must be at most 72 bytes (UTF-8)');
+
+    const missing = idp(['users', 'disable', 'nobody']);
+    expect(missing.code).toBe(1);
+    expect(missing.err.trim()).toBe('idp: no user named nobody');
+
+    const noTty = idp(['users', 'add', 'hana', '--email', 'hana@example.com']);
+    expect(noTty.code).toBe(1);
+    expect(noTty.err.trim()).toMatch(/--password-stdin/);
+
+    const unknown = idp(['users', 'frobnicate']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toMatch(/unknown command: users frobnicate/);
+  });
+});

@@ -1,0 +1,99 @@
+/** Storage shared by instances: the oidc-provider adapter, the keystore, and a sign-in that hops instances. */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { migratedDb, createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
+import { createAdapterFactory, deleteExpiredPayloads } from '../../src/oidc/adapter.js';
+import { loadOrCreateKeys } from '../../src/oidc/keys.js';
+import type { Clock } from '../../src/clock.js';
+import { Browser } from '../helpers/browser.js';
+import { startIdp, type TestIdp } from '../helpers/idp.js';
+import { authorizeUrl, callbackOf, pkce } from '../helpers/flows.js';
+
+const movableClock = (start = Date.UTC(2026, 10, 25)) => {
+  let now = start;
+  const clock: Clock = { now: () => now };
+  return { clock, advance: (seconds: number) => { now += seconds * 1000; } };
+};
+
+describe.each(databaseKinds())('storage on %s', (kind) => {
+  describe('oidc-provider adapter', () => {
+    let env: Awaited<ReturnType<typeof migratedDb>>;
+    beforeAll(async () => { env = await migratedDb(kind); });
+    afterAll(async () => { await env?.close(); });
+
+    it('stores, finds, consumes, expires and revokes payloads', async () => {
+      const { clock, advance } = movableClock();
+      const Adapter = createAdapterFactory(env.db, clock);
+      const codes = new Adapter('AuthorizationCode');
+      const tokens = new Adapter('AccessToken');
+      await codes.upsert('code-1', { grantId: 'g1', accountId: 'a1', uid: 'u1' }, 60);
+      await tokens.upsert('at-1', { grantId: 'g1', accountId: 'a1' }, 3600);
+      await tokens.upsert('at-2', { grantId: 'g2', accountId: 'a1' }, 3600);
+
+      expect(await codes.find('code-1')).toEqual({ grantId: 'g1', accountId: 'a1', uid: 'u1' });
+      expect(await codes.findByUid('u1')).toMatchObject({ accountId: 'a1' });
+      expect(await new Adapter('AccessToken').find('code-1')).toBeUndefined();
+
+      await codes.consume('code-1');
+      const consumed = await codes.find('code-1');
+      expect(consumed?.consumed).toEqual(expect.any(Number));
+
+      await codes.upsert('code-1', { grantId: 'g1', accountId: 'a1' }, 60);
+      expect((await codes.find('code-1'))?.consumed).toBeUndefined();
+
+      await tokens.revokeByGrantId('g1');
+      expect(await tokens.find('at-1')).toBeUndefined();
+      expect(await codes.find('code-1')).toBeUndefined();
+      expect(await tokens.find('at-2')).toBeDefined();
+
+      advance(3601);
+      expect(await tokens.find('at-2')).toBeUndefined();
+      expect(await deleteExpiredPayloads(env.db, clock)).toBe(1);
+
+      await tokens.upsert('at-3', { accountId: 'a1' }, 60);
+      await tokens.destroy('at-3');
+      expect(await tokens.find('at-3')).toBeUndefined();
+    });
+
+    it('gives instances that start at the same time the same keys', async () => {
+      const { clock } = movableClock();
+      const [a, b] = await Promise.all([loadOrCreateKeys(env.db, clock), loadOrCreateKeys(env.db, clock)]);
+      expect(a.jwks.keys.map((k) => k.kid)).toEqual(b.jwks.keys.map((k) => k.kid));
+      expect(a.cookieKeys).toEqual(b.cookieKeys);
+      expect(a.jwks.keys.map((k) => k.alg).sort()).toEqual(['ES256', 'RS256']);
+      expect(a.jwks.keys.every((k) => typeof k.d === 'string')).toBe(true);
+      const again = await loadOrCreateKeys(env.db, clock);
+      expect(again.jwks.keys[0]!.kid).toBe(a.jwks.keys[0]!.kid);
+    });
+  });
+
+  describe('two instances on one database', () => {
+    let database: TestDatabase;
+    let one: TestIdp;
+    let two: TestIdp;
+    const issuer = 'http://idp.test';
+    beforeAll(async () => {
+      database = await createTestDatabase(kind);
+      one = await startIdp(database, { issuer });
+      two = await startIdp(database, { issuer });
+      await one.users.add({ username: 'dave', email: 'dave@example.com', password: 'dave-password-1' });
+    });
+    afterAll(async () => {
+      await one?.close();
+      await two?.close();
+      await database?.dispose();
+    });
+
+    it('finishes on instance two a sign-in started on instance one', async () => {
+      let backend = one.url;
+      const browser = new Browser(issuer, (url) => new URL(url.pathname + url.search, backend));
+      const login = await browser.get(authorizeUrl(issuer, {
+        client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256',
+      }));
+      expect(login.status).toBe(200);
+      expect(login.body).toContain('autocomplete="current-password"');
+      backend = two.url;
+      const done = await browser.submit(login, '/login', { login: 'dave', password: 'dave-password-1' });
+      expect(callbackOf(done).searchParams.get('code')).toEqual(expect.any(String));
+    });
+  });
+});

@@ -1,0 +1,120 @@
+/** The configuration an operator writes: every problem named at once, env wins, the schema file is current. */
+import { describe, expect, it } from '@jest/globals';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { ConfigError, loadConfig } from '../../src/config/load.js';
+import { jsonSchema } from '../../src/config/schema.js';
+import { projectRoot } from '../../src/paths.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'wrnexus-config-'));
+const write = (name: string, text: string) => {
+  const file = path.join(dir, name);
+  writeFileSync(file, text);
+  return file;
+};
+const problemsOf = (env: Record<string, string | undefined>): string[] => {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error('expected the configuration to be refused');
+};
+
+const BROKEN = `
+clientz: []
+password:
+  bcrypt_cost: 99
+clients:
+  - client_id: one
+    client_secret: \${ONE_SECRET}
+    redirect_uris: not-a-list
+  - client_id: two
+    token_endpoint_auth_method: none
+    redirect_uris: [https://ok.example/cb, "not a url"]
+    mfa_policy: sometimes
+`;
+
+describe('configuration', () => {
+  it('reports every problem at once, each naming its path', () => {
+    const problems = problemsOf({ IDP_CONFIG: write('broken.yaml', BROKEN) });
+    expect(problems).toEqual(expect.arrayContaining([
+      'clientz: unknown setting',
+      'clients[0].client_secret: environment variable ONE_SECRET is not set',
+      'clients[0].redirect_uris: expected a list of URLs',
+      'clients[1].redirect_uris[1]: expected a URL',
+      'clients[1].mfa_policy: expected one of if-enrolled, required, phishing-resistant',
+    ]));
+    expect(problems.some((p) => p.startsWith('password.bcrypt_cost:'))).toBe(true);
+  });
+
+  it('fills defaults, interpolates ${ENV_VAR} and lets the environment win', () => {
+    const file = write('good.yaml', `
+port: 4000
+issuer: https://from-file.example
+clients:
+  - client_id: app
+    client_secret: \${APP_SECRET}
+    redirect_uris: [https://app.example/cb]
+`);
+    const config = loadConfig({ IDP_CONFIG: file, APP_SECRET: 's'.repeat(20), PORT: '5000', IDP_DATA_DIR: '/tmp/x' });
+    expect(config.port).toBe(5000);
+    expect(config.issuer).toBe('https://from-file.example');
+    expect(config.data_dir).toBe('/tmp/x');
+    expect(config.database_url).toBeUndefined();
+    expect(config.password).toEqual({ bcrypt_cost: 12, min_length: 8 });
+    expect(config.clients[0]).toMatchObject({
+      client_secret: 's'.repeat(20), mfa_policy: 'if-enrolled', skip_consent: false,
+      grant_types: ['authorization_code', 'refresh_token'], token_endpoint_auth_method: 'client_secret_basic',
+    });
+    const fromEnv = loadConfig({ IDP_CONFIG: file, APP_SECRET: 's'.repeat(20), IDP_ISSUER: 'https://env.example/', DATABASE_URL: 'postgres://u@h/db' });
+    expect(fromEnv.issuer).toBe('https://env.example');
+    expect(fromEnv.database_url).toBe('postgres://u@h/db');
+    expect(problemsOf({ IDP_CONFIG: file, APP_SECRET: 's'.repeat(20), PORT: 'eighty' })).toEqual(['PORT: expected a port number, got "eighty"']);
+  });
+
+  it('reads JSON by extension and defaults the issuer to localhost:$PORT', () => {
+    const file = write('conf.json', JSON.stringify({ clients: [] }));
+    const config = loadConfig({ IDP_CONFIG: file, PORT: '3123' });
+    expect(config.issuer).toBe('http://localhost:3123');
+    expect(problemsOf({ IDP_CONFIG: write('bad.json', '{ nope') })[0]).toMatch(/^not valid JSON/);
+    expect(problemsOf({ IDP_CONFIG: path.join(dir, 'missing.yaml') })[0]).toMatch(/cannot read the config file: ENOENT/);
+  });
+
+  it('refuses confidential clients without a secret and duplicate client ids', () => {
+    const problems = problemsOf({ IDP_CONFIG: write('dupes.yaml', `
+clients:
+  - client_id: a
+    redirect_uris: [https://a.example/cb]
+  - client_id: a
+    client_secret: aaaaaaaaaaaaaaaaaaaa
+    redirect_uris: [https://a.example/cb]
+`) });
+    expect(problems).toEqual(expect.arrayContaining([
+      'clients[0].client_secret: required for token_endpoint_auth_method client_secret_basic',
+      'clients[1].client_id: duplicate client_id a',
+    ]));
+  });
+
+  it('ships a config file that loads and a JSON Schema that matches the code', () => {
+    const shipped = loadConfig({ IDP_CONFIG: path.join(projectRoot, 'config', 'idp.yaml') });
+    expect(shipped.clients).toEqual([]);
+    const published = JSON.parse(readFileSync(path.join(projectRoot, 'config', 'idp.schema.json'), 'utf8'));
+    expect(published).toEqual(jsonSchema());
+  });
+
+  it('refuses to start with a broken file, naming the field, and exits non-zero', () => {
+    const result = spawnSync(process.execPath, [path.join(projectRoot, 'dist', 'src', 'main.js')], {
+      env: { ...process.env, IDP_CONFIG: write('broken-start.yaml', BROKEN), IDP_DATA_DIR: dir, PORT: '0' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain('clients[0].redirect_uris: expected a list of URLs');
+    expect(result.stderr).toContain('Refusing to start.');
+    expect(result.stdout).not.toContain('listening');
+  });
+});
