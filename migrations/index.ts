@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import * as init from './20261125000000_init.js';
+import * as secondFactors from './20261125010000_second_factors.js';
 
 export interface Migration {
   up(db: Knex): Promise<void>;
@@ -9,4 +10,5 @@ export interface Migration {
 /** Every migration, by name; names sort in the order they apply. */
 export const migrations: Record<string, Migration> = {
   '20261125000000_init': init,
+  '20261125010000_second_factors': secondFactors,
 };

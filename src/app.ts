@@ -1,22 +1,31 @@
 /** buildApp(deps): the whole HTTP application, without listening. main.ts and the tests both use it. */
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import type Provider from 'oidc-provider';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import type { Config } from './config/load.js';
 import type { Db } from './db/connect.js';
-import { createPasswordVerifier } from './auth/password.js';
+import { factorsFromAmr, demandedAcr, meets, type MfaPolicy } from './auth/sign-in-policy.js';
+import { createAccountSessions } from './account/session.js';
+import { createAccountRoutes } from './account/routes.js';
+import { createCookieJar } from './http/cookies.js';
 import { createCsrf } from './http/csrf.js';
 import { errorHandler } from './http/errors.js';
 import { staticFiles } from './http/static.js';
 import { createInteractionRoutes } from './interactions/routes.js';
+import { createSignInStates } from './interactions/sign-in-state.js';
+import { createWebAuthnApi } from './interactions/webauthn-api.js';
 import { createLogger, type Logger } from './log.js';
-import { loadOrCreateKeys } from './oidc/keys.js';
+import { checkSecretKeyFingerprint, loadOrCreateKeys } from './oidc/keys.js';
 import { createProvider } from './oidc/provider.js';
-import { createUserQueries } from './queries/users.js';
+import { createServices, type Services } from './services.js';
 
 export interface AppDeps {
   config: Config;
   db: Db;
+  /** 32 bytes; encrypts TOTP secrets and keys recovery-code hashes. */
+  secretKey: Buffer;
   clock?: Clock;
   log?: Logger;
 }
@@ -25,27 +34,51 @@ export interface App {
   /** The Koa application (oidc-provider is itself a Koa app; our routes run before its own). */
   provider: Provider;
   callback: ReturnType<Provider['callback']>;
+  services: Services;
 }
 
-export async function buildApp({ config, db, clock = systemClock, log = createLogger() }: AppDeps): Promise<App> {
+const require = createRequire(import.meta.url);
+// The browser half of SimpleWebAuthn, served from our own origin (no CDN).
+const BROWSER_BUNDLES = {
+  // The package's exports hide dist/; its entry point lives one level below the package root.
+  '/static/simplewebauthn-browser.js': path.resolve(path.dirname(require.resolve('@simplewebauthn/browser')), '..', 'dist/bundle/index.umd.min.js'),
+};
+
+export async function buildApp({ config, db, secretKey, clock = systemClock, log = createLogger() }: AppDeps): Promise<App> {
   const keys = await loadOrCreateKeys(db, clock);
-  const users = createUserQueries(db);
-  const verifier = createPasswordVerifier(config.password);
-  const provider = createProvider({ config, db, clock, keys, users });
-  const csrf = createCsrf({ key: keys.cookieKeys[0]!, secureCookies: config.issuer.startsWith('https:') });
+  const services = createServices({ config, db, clock, log, secretKey });
+  await checkSecretKeyFingerprint(db, clock, services.box.fingerprint());
+  const provider = createProvider({
+    config, db, clock, keys, users: services.users,
+    async needsStepUp({ accountId, amr, loginTs, mfaPolicy, requested }) {
+      const enrolled = await services.enrolled(accountId);
+      const demand = demandedAcr({ mfaPolicy: mfaPolicy as MfaPolicy, enrolled, requested });
+      return !meets(factorsFromAmr(amr, loginTs), demand);
+    },
+  });
+  const secure = config.issuer.startsWith('https:');
+  const csrf = createCsrf({ key: keys.cookieKeys[0]!, secureCookies: secure });
+  const cookies = createCookieJar(secure);
+  const states = createSignInStates({ provider, services, cookies, clock, interactionTtl: config.ttl.interaction });
+  const accounts = createAccountSessions({ provider, services, clock });
 
   provider.on('server_error', (_ctx, err) => log.error('oidc server error', { error: String(err?.stack ?? err) }));
   provider.use(errorHandler(log));
-  provider.use(staticFiles());
+  provider.use(staticFiles(BROWSER_BUNDLES));
   provider.use(async (ctx, next) => {
     if (ctx.path !== '/healthz') return next();
     await db.raw('select 1');
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { status: 'ok' };
   });
-  const interactions = createInteractionRoutes({ provider, csrf, users, verifier, clock, log });
-  provider.use(interactions.routes());
-  provider.use(interactions.allowedMethods());
+  for (const router of [
+    createInteractionRoutes({ provider, csrf, cookies, services, states, clock, log }),
+    createWebAuthnApi({ issuer: config.issuer, services, states, accounts, cookies, clock, log }),
+    createAccountRoutes({ provider, config, csrf, services, accounts, clock, log }),
+  ]) {
+    provider.use(router.routes());
+    provider.use(router.allowedMethods());
+  }
 
-  return { provider, callback: provider.callback() };
+  return { provider, callback: provider.callback(), services };
 }

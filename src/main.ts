@@ -5,6 +5,7 @@ import { ConfigError, loadConfig, type Config } from './config/load.js';
 import { connect, describeDatabase } from './db/connect.js';
 import { migrate } from './db/migrate.js';
 import { buildApp } from './app.js';
+import { loadSecretKey } from './config/secret-key.js';
 import { createLogger } from './log.js';
 import { deleteExpiredPayloads } from './oidc/adapter.js';
 import { validateClients } from './oidc/validate-clients.js';
@@ -28,7 +29,8 @@ async function main(): Promise<void> {
   const db = connect(config);
   const applied = await migrate(db);
   if (applied.length > 0) log.info('database migrated', { applied });
-  const app = await buildApp({ config, db, clock: systemClock, log });
+  const secretKey = loadSecretKey(process.env, config.data_dir, log);
+  const app = await buildApp({ config, db, secretKey, clock: systemClock, log });
   const clientProblems = await validateClients(app.provider, config);
   if (clientProblems.length > 0) {
     await db.destroy();

@@ -91,6 +91,9 @@ export const configSchema = z.strictObject({
 }).superRefine((config, ctx) => {
   const seen = new Set<string>();
   config.clients.forEach((client, i) => {
+    if (client.client_id === 'wrnexus-account') {
+      ctx.addIssue({ code: 'custom', path: ['clients', i, 'client_id'], message: 'wrnexus-account is reserved for the account pages' });
+    }
     if (seen.has(client.client_id)) {
       ctx.addIssue({ code: 'custom', path: ['clients', i, 'client_id'], message: `duplicate client_id ${client.client_id}` });
     }

@@ -12,8 +12,11 @@ const TYPES: Record<string, string> = {
   '.ico': 'image/x-icon',
 };
 
-export function staticFiles(dir = path.join(projectRoot, 'public')) {
+export function staticFiles(extra: Record<string, string> = {}, dir = path.join(projectRoot, 'public')) {
   const files = new Map<string, { body: Buffer; type: string }>();
+  for (const [urlPath, file] of Object.entries(extra)) {
+    files.set(urlPath, { body: readFileSync(file), type: TYPES[path.extname(file)]! });
+  }
   for (const name of readdirSync(dir)) {
     const type = TYPES[path.extname(name)];
     if (type) files.set(`/static/${name}`, { body: readFileSync(path.join(dir, name)), type });

@@ -1,7 +1,8 @@
 /**
  * The hosted sign-in pages. Thin handlers in the shape of node-oidc-provider's example/routes/koa.js:
- * every POST re-reads the interaction, checks it is at the expected prompt, and ends with
- * `interactionResult`. Domain work (checking passwords, deciding assurance) lives in src/auth.
+ * every POST re-reads the interaction, checks the sign-in is at the step the form belongs to, calls the
+ * domain, and redirects (303) back to the interaction page, which renders the next step or finishes.
+ * They work without JavaScript; only the passkey buttons need it.
  */
 import Router from '@koa/router';
 import type { Context } from 'koa';
@@ -9,25 +10,25 @@ import type Provider from 'oidc-provider';
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { AppError, assertThat } from '../errors.js';
-import { acrFor, amrFor, type VerifiedFactor } from '../auth/assurance.js';
-import type { PasswordVerifier } from '../auth/password.js';
+import { hasAnyFactor, type Method } from '../auth/sign-in-policy.js';
 import { verifyPasswordLogin } from '../auth/users.js';
 import { readForm } from '../http/body.js';
+import type { CookieJar } from '../http/cookies.js';
 import type { Csrf } from '../http/csrf.js';
 import { renderPage } from '../http/views.js';
 import type { Logger } from '../log.js';
-import type { UserQueries } from '../queries/users.js';
+import type { Services } from '../services.js';
+import type { Interaction, SignInState, SignInStates } from './sign-in-state.js';
 
 export interface InteractionDeps {
   provider: Provider;
   csrf: Csrf;
-  users: UserQueries;
-  verifier: PasswordVerifier;
+  cookies: CookieJar;
+  services: Services;
+  states: SignInStates;
   clock: Clock;
   log: Logger;
 }
-
-type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
 
 const SCOPE_TEXT: Record<string, string> = {
   openid: 'Know who you are (your account identifier)',
@@ -36,56 +37,115 @@ const SCOPE_TEXT: Record<string, string> = {
   offline_access: 'Stay signed in to the app when you are not using it',
 };
 
+const METHOD_TEXT: Record<Method, string> = {
+  passkey: 'Use a passkey',
+  totp: 'Use an authenticator app',
+  recovery_code: 'Use a recovery code',
+};
+
+const FAILED = 'That did not work. Check the code and try again.';
+
 export function createInteractionRoutes(deps: InteractionDeps): Router {
-  const { provider, csrf, users, verifier, clock, log } = deps;
+  const { provider, csrf, cookies, services, states, clock, log } = deps;
   const router = new Router();
-
-  const clientNameOf = async (details: Details) => {
-    const client = await provider.Client.find(String(details.params.client_id));
-    return client?.clientName ?? String(details.params.client_id);
-  };
-
-  const requestedAcrs = (details: Details) => String(details.params.acr_values ?? '').split(' ').filter(Boolean);
 
   const redirectTo = (ctx: Context, url: string) => {
     ctx.status = 303;
     ctx.redirect(url);
   };
+  const backToStep = (ctx: Context, uid: string) => redirectTo(ctx, `/interaction/${uid}`);
 
-  async function renderLogin(ctx: Context, details: Details, extra: { login?: string; error?: string } = {}, status = 200) {
-    renderPage(ctx, 'login', {
-      title: 'Sign in',
-      uid: details.uid,
-      csrf: csrf.token(ctx),
-      clientName: await clientNameOf(details),
-      login: extra.login ?? String(details.params.login_hint ?? ''),
-      error: extra.error,
-    }, status);
+  async function loginInteraction(ctx: Context): Promise<Interaction> {
+    const interaction = await provider.interactionDetails(ctx.req, ctx.res);
+    assertThat(interaction.prompt.name === 'login', new AppError('invalid_request', 'This sign-in step is already complete.'));
+    return interaction;
   }
 
-  /**
-   * Ends the login prompt once the user has proved enough. `factors` is everything verified in this
-   * interaction; the second-factor step slots in before this call.
-   */
-  async function finishLogin(ctx: Context, details: Details, accountId: string, factors: VerifiedFactor[]) {
-    const ts = Math.max(...factors.map((f) => f.at));
-    const result = {
-      login: {
-        accountId,
-        acr: acrFor(factors, requestedAcrs(details)),
-        amr: amrFor(factors),
-        ts,
-        remember: true,
-      },
-    };
+  /** Reads and checks a form: CSRF first, then the interaction must be at the login prompt. */
+  async function postedStep(ctx: Context) {
+    const form = await readForm(ctx);
+    csrf.verify(ctx, form.csrf);
+    const state = await states.forPage(ctx, await loginInteraction(ctx));
+    return { form, state };
+  }
+
+  async function finish(ctx: Context, state: SignInState) {
+    const result = states.loginResult(state);
+    await services.progress.finish(state.progress.uid);
+    cookies.clear(ctx, cookies.names.signIn);
+    log.info('sign-in completed', {
+      user_id: state.user!.id, client_id: state.interaction.params.client_id, acr: result.login.acr, amr: result.login.amr,
+    });
     redirectTo(ctx, await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }));
   }
 
-  async function grantConsent(ctx: Context, details: Details) {
-    const { prompt, params, session } = details;
+  const common = (ctx: Context, state: SignInState) => ({
+    uid: state.interaction.uid,
+    csrf: csrf.token(ctx),
+    clientName: state.clientName,
+  });
+
+  async function renderStep(ctx: Context, state: SignInState, opts: { error?: string; method?: string; login?: string } = {}, status = 200) {
+    const { step } = state;
+    if (state.progress.notice === 'recovery_used' && step.kind === 'done') {
+      const remaining = await services.recovery.remaining(state.user!.id);
+      return renderPage(ctx, 'recovery-used', { title: 'Recovery code used', ...common(ctx, state), remaining }, status);
+    }
+    switch (step.kind) {
+      case 'first-factor':
+        return renderPage(ctx, 'login', {
+          title: 'Sign in',
+          ...common(ctx, state),
+          login: opts.login ?? String(state.interaction.params.login_hint ?? ''),
+          error: opts.error,
+        }, status);
+      case 'second-factor': {
+        const method = step.methods.includes(opts.method as Method) ? opts.method as Method : step.methods[0]!;
+        return renderPage(ctx, 'second-factor', {
+          title: 'Confirm it’s you',
+          ...common(ctx, state),
+          username: state.user!.username,
+          method,
+          others: step.methods.filter((m) => m !== method).map((m) => ({ method: m, text: METHOD_TEXT[m] })),
+          passkeyOnly: step.methods.length === 1 && step.methods[0] === 'passkey',
+          error: opts.error,
+        }, status);
+      }
+      case 'enroll': {
+        if (opts.method === 'totp' && step.methods.includes('totp')) {
+          const user = state.user!;
+          const enrollment = await services.totp.pendingEnrollment(user.id, user.email)
+            ?? await services.totp.startEnrollment(user.id, user.email);
+          return renderPage(ctx, 'enroll-totp', {
+            title: 'Set up an authenticator app',
+            ...common(ctx, state),
+            qrDataUrl: `data:image/svg+xml;base64,${Buffer.from(enrollment.qrSvg).toString('base64')}`,
+            uri: enrollment.uri,
+            secret: enrollment.secret.replace(/(.{4})/g, '$1 ').trim(),
+            error: opts.error,
+          }, status);
+        }
+        return renderPage(ctx, 'enroll', {
+          title: 'Add a second factor',
+          ...common(ctx, state),
+          username: state.user!.username,
+          totpAllowed: step.methods.includes('totp'),
+          passkeyOnly: !step.methods.includes('totp'),
+          error: opts.error,
+        }, status);
+      }
+      case 'done':
+        return finish(ctx, state);
+      default:
+        throw new AppError('invalid_request', 'This sign-in step is not supported.');
+    }
+  }
+
+  async function grantConsent(ctx: Context, interaction: Interaction) {
+    const { prompt, params, session } = interaction;
     assertThat(session?.accountId, new AppError('invalid_request', 'There is no signed-in user for this request.'));
-    const grant = details.grantId
-      ? await provider.Grant.find(details.grantId)
+    const grant = interaction.grantId
+      ? await provider.Grant.find(interaction.grantId)
       : new provider.Grant({ accountId: session.accountId, clientId: String(params.client_id) });
     assertThat(grant, new AppError('invalid_request', 'This authorization has expired. Please start again from the app.'));
     const missing = prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> };
@@ -95,25 +155,25 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
       grant.addResourceScope(indicator, scopes.join(' '));
     }
     const grantId = await grant.save();
-    const consent = details.grantId ? {} : { grantId };
+    const consent = interaction.grantId ? {} : { grantId };
     redirectTo(ctx, await provider.interactionResult(ctx.req, ctx.res, { consent }, { mergeWithLastSubmission: true }));
   }
 
   router.get('/interaction/:uid', async (ctx) => {
-    const details = await provider.interactionDetails(ctx.req, ctx.res);
-    switch (details.prompt.name) {
+    const interaction = await provider.interactionDetails(ctx.req, ctx.res);
+    switch (interaction.prompt.name) {
       case 'login':
-        return renderLogin(ctx, details);
+        return renderStep(ctx, await states.forPage(ctx, interaction), { method: String(ctx.query.method ?? '') });
       case 'consent': {
-        const client = await provider.Client.find(String(details.params.client_id));
-        if (client?.skip_consent === true) return grantConsent(ctx, details);
-        const missing = details.prompt.details as { missingOIDCScope?: string[] };
-        const scopes = missing.missingOIDCScope ?? String(details.params.scope ?? '').split(' ');
+        const client = await provider.Client.find(String(interaction.params.client_id));
+        if (client?.skip_consent === true) return grantConsent(ctx, interaction);
+        const missing = interaction.prompt.details as { missingOIDCScope?: string[] };
+        const scopes = missing.missingOIDCScope ?? String(interaction.params.scope ?? '').split(' ');
         return renderPage(ctx, 'consent', {
           title: 'Allow access',
-          uid: details.uid,
+          uid: interaction.uid,
           csrf: csrf.token(ctx),
-          clientName: client?.clientName ?? String(details.params.client_id),
+          clientName: client?.clientName ?? String(interaction.params.client_id),
           scopes: scopes.filter((s) => SCOPE_TEXT[s]).map((s) => ({ name: s, text: SCOPE_TEXT[s] })),
         });
       }
@@ -123,33 +183,92 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
   });
 
   router.post('/interaction/:uid/login', async (ctx) => {
-    const form = await readForm(ctx);
-    csrf.verify(ctx, form.csrf);
-    const details = await provider.interactionDetails(ctx.req, ctx.res);
-    assertThat(details.prompt.name === 'login', new AppError('invalid_request', 'This sign-in step is already complete.'));
+    const { form, state } = await postedStep(ctx);
     const login = (form.login ?? '').slice(0, 254);
-    const user = await verifyPasswordLogin({ users, verifier }, login, form.password ?? '');
+    const user = await verifyPasswordLogin({ users: services.users, verifier: services.verifier }, login, form.password ?? '');
     if (!user) {
-      log.info('sign-in failed', { factor: 'pwd', client_id: details.params.client_id, ip: ctx.ip });
+      log.info('sign-in failed', { factor: 'pwd', client_id: state.interaction.params.client_id, ip: ctx.ip });
       // One message for unknown user, wrong password and disabled account (no enumeration).
-      return renderLogin(ctx, details, { login, error: 'The username or password is incorrect.' }, 401);
+      return renderStep(ctx, { ...state, step: { kind: 'first-factor' } }, { login, error: 'The username or password is incorrect.' }, 401);
     }
-    log.info('sign-in succeeded', { factor: 'pwd', user_id: user.id, client_id: details.params.client_id, ip: ctx.ip });
-    return finishLogin(ctx, details, user.id, [{ method: 'pwd', at: epochSeconds(clock) }]);
+    log.info('factor verified', { factor: 'pwd', user_id: user.id, ip: ctx.ip });
+    await services.progress.addFactor(state.progress, user.id, { method: 'pwd', at: epochSeconds(clock) });
+    return backToStep(ctx, state.interaction.uid);
+  });
+
+  router.post('/interaction/:uid/totp', async (ctx) => {
+    const { form, state } = await postedStep(ctx);
+    assertThat(state.step.kind === 'second-factor' && state.step.methods.includes('totp'),
+      new AppError('invalid_request', 'An authenticator app code is not expected at this step.'));
+    if (!(await services.totp.verify(state.user!.id, form.code ?? ''))) {
+      log.info('sign-in failed', { factor: 'otp', user_id: state.user!.id, ip: ctx.ip });
+      return renderStep(ctx, state, { method: 'totp', error: FAILED }, 401);
+    }
+    log.info('factor verified', { factor: 'otp', user_id: state.user!.id, ip: ctx.ip });
+    await services.progress.addFactor(state.progress, state.user!.id, { method: 'otp', at: epochSeconds(clock) });
+    return backToStep(ctx, state.interaction.uid);
+  });
+
+  router.post('/interaction/:uid/recovery', async (ctx) => {
+    const { form, state } = await postedStep(ctx);
+    assertThat(state.step.kind === 'second-factor' && state.step.methods.includes('recovery_code'),
+      new AppError('invalid_request', 'A recovery code is not expected at this step.'));
+    if (!(await services.recovery.use(state.user!.id, form.recovery_code ?? ''))) {
+      log.info('sign-in failed', { factor: 'recovery_code', user_id: state.user!.id, ip: ctx.ip });
+      return renderStep(ctx, state, { method: 'recovery_code', error: FAILED }, 401);
+    }
+    log.info('recovery code used', { user_id: state.user!.id, ip: ctx.ip });
+    const progress = await services.progress.addFactor(state.progress, state.user!.id, { method: 'recovery_code', at: epochSeconds(clock) });
+    await services.progress.setNotice(progress, 'recovery_used');
+    return backToStep(ctx, state.interaction.uid);
+  });
+
+  router.post('/interaction/:uid/enroll/totp', async (ctx) => {
+    const { form, state } = await postedStep(ctx);
+    assertThat(state.step.kind === 'enroll' && state.step.methods.includes('totp'),
+      new AppError('invalid_request', 'Setting up an authenticator app is not expected at this step.'));
+    const user = state.user!;
+    if (!(await services.totp.confirmEnrollment(user.id, form.code ?? ''))) {
+      return renderStep(ctx, state, { method: 'totp', error: FAILED }, 400);
+    }
+    log.info('factor enrolled', { factor: 'otp', user_id: user.id });
+    await services.progress.addFactor(state.progress, user.id, { method: 'otp', at: epochSeconds(clock) });
+    if (hasAnyFactor(state.enrolled)) return backToStep(ctx, state.interaction.uid);
+    // The first factor: issue the recovery codes now, and show them this once.
+    const codes = await services.recovery.regenerate(user.id);
+    return renderPage(ctx, 'recovery-codes', {
+      title: 'Save your recovery codes', ...common(ctx, state), codes,
+      download: `data:text/plain;charset=utf-8,${encodeURIComponent(`wrnexus-sso recovery codes for ${user.username}\n\n${codes.join('\n')}\n`)}`,
+    });
+  });
+
+  router.post('/interaction/:uid/continue', async (ctx) => {
+    const { state } = await postedStep(ctx);
+    await services.progress.setNotice(state.progress, undefined);
+    return backToStep(ctx, state.interaction.uid);
+  });
+
+  // OpenID Connect Core Error Code unmet_authentication_requirements 1.0.
+  router.post('/interaction/:uid/decline', async (ctx) => {
+    const { state } = await postedStep(ctx);
+    await services.progress.finish(state.progress.uid);
+    const result = { error: 'unmet_authentication_requirements', error_description: 'The requested authentication could not be performed.' };
+    redirectTo(ctx, await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }));
   });
 
   router.post('/interaction/:uid/confirm', async (ctx) => {
     const form = await readForm(ctx);
     csrf.verify(ctx, form.csrf);
-    const details = await provider.interactionDetails(ctx.req, ctx.res);
-    assertThat(details.prompt.name === 'consent', new AppError('invalid_request', 'This consent step is already complete.'));
-    return grantConsent(ctx, details);
+    const interaction = await provider.interactionDetails(ctx.req, ctx.res);
+    assertThat(interaction.prompt.name === 'consent', new AppError('invalid_request', 'This consent step is already complete.'));
+    return grantConsent(ctx, interaction);
   });
 
   router.post('/interaction/:uid/abort', async (ctx) => {
     const form = await readForm(ctx);
     csrf.verify(ctx, form.csrf);
-    await provider.interactionDetails(ctx.req, ctx.res);
+    const interaction = await provider.interactionDetails(ctx.req, ctx.res);
+    await services.progress.finish(interaction.uid);
     const result = { error: 'access_denied', error_description: 'The user cancelled the sign-in.' };
     redirectTo(ctx, await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }));
   });

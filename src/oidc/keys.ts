@@ -47,3 +47,16 @@ export async function loadOrCreateKeys(db: Db, clock: Clock): Promise<ProviderKe
     cookieKeys: cookie.flatMap((row) => JSON.parse(row.material) as string[]),
   };
 }
+
+/**
+ * Every instance must encrypt with the same secret key: the first start records the key's fingerprint,
+ * and an instance started with another key refuses to start instead of failing to read secrets later.
+ */
+export async function checkSecretKeyFingerprint(db: Db, clock: Clock, fingerprint: string): Promise<void> {
+  const keystore = createKeystoreQueries(db);
+  await keystore.insertIfAbsent({ id: 'secret-key-check', kind: 'secret-check', material: fingerprint, created_at: epochSeconds(clock) });
+  const [recorded] = await keystore.list('secret-check');
+  if (recorded && recorded.material !== fingerprint) {
+    throw new Error('IDP_SECRET_KEY does not match the key this database was set up with: refusing to start (stored secrets could not be read)');
+  }
+}

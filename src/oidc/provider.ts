@@ -2,12 +2,13 @@
  * The OAuth 2.0 / OpenID Connect engine is node-oidc-provider: this file only configures it.
  * Reference: node-oidc-provider docs/README.md (Configuration options).
  */
-import Provider, { type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { interactionPolicy, type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import { AUTH_METHODS, SCOPES } from '../config/schema.js';
 import type { Db } from '../db/connect.js';
 import { ACR_ORDER } from '../auth/assurance.js';
+import { requestedAcrs } from '../auth/sign-in-policy.js';
 import { renderPage } from '../http/views.js';
 import type { UserQueries } from '../queries/users.js';
 import { createFindAccount } from './account.js';
@@ -25,19 +26,66 @@ export function clientMetadata(config: Config): ClientMetadata[] {
 
 const clientName = (ctx: KoaContextWithOIDC) => ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId;
 
+/** Answers whether an existing session falls short of what a request demands (step-up). */
+export type StepUpCheck = (input: {
+  accountId: string; amr: string[] | undefined; loginTs: number; mfaPolicy: string; requested: string[];
+}) => Promise<boolean>;
+
 export interface ProviderDeps {
   config: Config;
   db: Db;
   clock: Clock;
   keys: ProviderKeys;
   users: UserQueries;
+  needsStepUp: StepUpCheck;
 }
 
-export function createProvider({ config, db, clock, keys, users }: ProviderDeps): Provider {
+/** The account pages sign in through the provider like any app: a first-party public client. */
+export const ACCOUNT_CLIENT_ID = 'wrnexus-account';
+
+function accountClient(issuer: string): ClientMetadata {
+  return {
+    client_id: ACCOUNT_CLIENT_ID,
+    client_name: 'Your account',
+    token_endpoint_auth_method: 'none',
+    redirect_uris: [`${issuer}/account/callback`],
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    scope: 'openid',
+    skip_consent: true,
+    mfa_policy: 'if-enrolled',
+  };
+}
+
+/**
+ * The login prompt of oidc-provider's default policy, plus our check: `acr_values` alone never
+ * triggers a prompt in the library, and a session may predate the user's newest factor.
+ */
+function loginPolicy(needsStepUp: StepUpCheck) {
+  const { base, Check } = interactionPolicy;
+  const policy = base();
+  policy.get('login')!.checks.add(new Check('step_up', 'the session does not meet the requested authentication', 'interaction_required',
+    async (ctx) => {
+      const { oidc } = ctx;
+      if (!oidc.session?.accountId || oidc.result?.login) return Check.NO_NEED_TO_PROMPT;
+      const session = oidc.session as unknown as { amr?: string[]; loginTs?: number };
+      const shortfall = await needsStepUp({
+        accountId: oidc.session.accountId,
+        amr: session.amr,
+        loginTs: session.loginTs ?? 0,
+        mfaPolicy: String(oidc.client?.mfa_policy ?? 'if-enrolled'),
+        requested: requestedAcrs({ acr_values: oidc.params?.acr_values, claims: oidc.params?.claims }),
+      });
+      return shortfall ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
+    }));
+  return policy;
+}
+
+export function createProvider({ config, db, clock, keys, users, needsStepUp }: ProviderDeps): Provider {
   const secure = config.issuer.startsWith('https:');
   const configuration: Configuration = {
     adapter: createAdapterFactory(db, clock),
-    clients: clientMetadata(config),
+    clients: [...clientMetadata(config), accountClient(config.issuer)],
     findAccount: createFindAccount(users),
     jwks: keys.jwks,
     cookies: {
@@ -90,6 +138,14 @@ export function createProvider({ config, db, clock, keys, users }: ProviderDeps)
     },
     interactions: {
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+      policy: loginPolicy(needsStepUp),
+    },
+    // Resource servers learn how the user signed in, from introspection (RFC 9470 §3 needs acr and auth_time).
+    async extraTokenClaims(ctx, token) {
+      const entities = ctx.oidc.entities as { AuthorizationCode?: { acr?: string; authTime?: number }; RefreshToken?: { acr?: string; authTime?: number } };
+      const source = entities.AuthorizationCode ?? entities.RefreshToken;
+      if (!source || !(token as { accountId?: string }).accountId) return undefined;
+      return { acr: source.acr, auth_time: source.authTime };
     },
     // First-party clients (skip_consent) get the requested scopes without the consent page.
     async loadExistingGrant(ctx) {

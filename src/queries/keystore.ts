@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 
 export interface KeyRow {
   id: string;
-  kind: 'signing' | 'cookie';
+  kind: 'signing' | 'cookie' | 'secret-check';
   material: string;
   created_at: number;
 }

@@ -11,13 +11,13 @@ import { buildApp, type App } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config/load.js';
 import { connect, type Db } from '../../src/db/connect.js';
 import { migrate } from '../../src/db/migrate.js';
-import { createUserService, type UserService } from '../../src/auth/users.js';
-import { createUserQueries } from '../../src/queries/users.js';
-import { systemClock } from '../../src/clock.js';
+import type { UserService } from '../../src/auth/users.js';
+import { systemClock, type Clock } from '../../src/clock.js';
 import { silentLogger, type Logger } from '../../src/log.js';
 import type { TestDatabase } from './databases.js';
 
 export const TEST_SECRET = 'a-test-client-secret-of-some-length';
+export const TEST_SECRET_KEY = Buffer.alloc(32, 7);
 
 export const defaultClients = (redirect: string) => [
   {
@@ -67,6 +67,7 @@ export async function startIdp(database: TestDatabase, options: {
   log?: Logger;
   /** Defaults to the instance's own loopback URL; instances behind one "load balancer" share one. */
   issuer?: string;
+  clock?: Clock;
 } = {}): Promise<TestIdp> {
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => { res.statusCode = 503; res.end(); };
   const server: Server = createServer((req, res) => handler(req, res));
@@ -87,9 +88,9 @@ export async function startIdp(database: TestDatabase, options: {
   });
   const db = connect(config);
   await migrate(db);
-  const app = await buildApp({ config, db, clock: systemClock, log: options.log ?? silentLogger });
+  const app = await buildApp({ config, db, secretKey: TEST_SECRET_KEY, clock: options.clock ?? systemClock, log: options.log ?? silentLogger });
   handler = app.callback;
-  const users = createUserService({ users: createUserQueries(db), policy: config.password, clock: systemClock });
+  const users = app.services.userService;
   return {
     url: `http://127.0.0.1:${port}`,
     issuer: config.issuer,

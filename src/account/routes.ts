@@ -1,0 +1,243 @@
+/**
+ * `/account`: a signed-in user's security settings (passkeys, authenticator app, recovery codes,
+ * password). The pages sign in through the provider like any app (client `wrnexus-account`); changes
+ * need a sign-in from the last 10 minutes with the user's strongest factor.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import type Provider from 'oidc-provider';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config/load.js';
+import { AppError, assertThat } from '../errors.js';
+import { authenticatorName } from '../auth/passkeys.js';
+import { hasAnyFactor, type Enrolled } from '../auth/sign-in-policy.js';
+import { checkNewPassword, hashPassword } from '../auth/password.js';
+import { readForm } from '../http/body.js';
+import type { Csrf } from '../http/csrf.js';
+import { renderPage } from '../http/views.js';
+import type { Logger } from '../log.js';
+import { ACCOUNT_CLIENT_ID } from '../oidc/provider.js';
+import type { Services } from '../services.js';
+import { epochSeconds } from '../clock.js';
+import type { AccountSession, AccountSessions } from './session.js';
+
+export interface AccountDeps {
+  provider: Provider;
+  config: Config;
+  csrf: Csrf;
+  services: Services;
+  accounts: AccountSessions;
+  clock: Clock;
+  log: Logger;
+}
+
+const date = (seconds: number | null) => (seconds ? new Date(seconds * 1000).toISOString().slice(0, 16).replace('T', ' ') + ' UTC' : 'never');
+
+export function createAccountRoutes(deps: AccountDeps): Router {
+  const { config, csrf, services, accounts, clock, log } = deps;
+  const router = new Router();
+  const secure = config.issuer.startsWith('https:');
+  const stateCookie = secure ? '__Host-idp_account' : 'idp_account';
+
+  /** Apps whose policy a change must not silently break. */
+  function policyConflict(after: Enrolled): string | undefined {
+    const needing = config.clients.filter((c) => (c.mfa_policy === 'required' && !hasAnyFactor(after))
+      || (c.mfa_policy === 'phishing-resistant' && after.passkeys === 0));
+    if (needing.length === 0) return undefined;
+    const names = needing.map((c) => c.client_name ?? c.client_id).join(', ');
+    return `You could no longer sign in to ${names} without setting up a new factor there: add another factor first.`;
+  }
+
+  async function requireAccount(ctx: Context): Promise<AccountSession | undefined> {
+    const account = await accounts.current(ctx);
+    if (!account) {
+      ctx.status = 303;
+      ctx.redirect('/account/login');
+      return undefined;
+    }
+    return account;
+  }
+
+  /** For changes: a recent sign-in with the strongest factor, or off to confirm it first. */
+  async function requireRecent(ctx: Context): Promise<{ account: AccountSession; form: Record<string, string> } | undefined> {
+    const form = await readForm(ctx);
+    csrf.verify(ctx, form.csrf);
+    const account = await requireAccount(ctx);
+    if (!account) return undefined;
+    if (!account.recent) {
+      ctx.status = 303;
+      ctx.redirect('/account/login?reauth=1');
+      return undefined;
+    }
+    return { account, form };
+  }
+
+  async function renderAccount(ctx: Context, account: AccountSession, extra: { message?: string; error?: string; removedCredential?: string } = {}, status = 200) {
+    const passkeys = await services.passkeyQueries.listForUser(account.user.id);
+    renderPage(ctx, 'account', {
+      title: 'Your account',
+      csrf: csrf.token(ctx),
+      user: account.user,
+      recent: account.recent,
+      passkeys: passkeys.map((p) => ({
+        id: p.id, name: p.name, authenticator: authenticatorName(p.aaguid) ?? (p.backup_eligible ? 'Synced passkey' : 'Security key or device'),
+        synced: p.backup_eligible, created: date(p.created_at), lastUsed: date(p.last_used_at),
+      })),
+      totp: account.enrolled.totp,
+      recoveryCodes: account.enrolled.recoveryCodes,
+      hasFactor: hasAnyFactor(account.enrolled),
+      rpId: new URL(config.issuer).hostname,
+      logoutUrl: `/session/end?client_id=${ACCOUNT_CLIENT_ID}`,
+      ...extra,
+    }, status);
+  }
+
+  router.get('/account', async (ctx) => {
+    const account = await requireAccount(ctx);
+    if (account) await renderAccount(ctx, account);
+  });
+
+  // Starts an authorization request of the account client (OIDC Core §3.1.2.1); `reauth` demands a fresh
+  // sign-in (max_age=0) with the strongest factor the user has.
+  router.get('/account/login', async (ctx) => {
+    const state = randomBytes(24).toString('base64url');
+    ctx.cookies.set(stateCookie, state, { httpOnly: true, sameSite: 'lax', secure, path: '/', maxAge: config.ttl.interaction * 1000 });
+    const url = new URL('/auth', config.issuer);
+    url.searchParams.set('client_id', ACCOUNT_CLIENT_ID);
+    url.searchParams.set('redirect_uri', `${config.issuer}/account/callback`);
+    url.searchParams.set('response_type', 'code');
+    url.searchParams.set('scope', 'openid');
+    url.searchParams.set('state', state);
+    url.searchParams.set('code_challenge', createHash('sha256').update(randomBytes(32)).digest('base64url'));
+    url.searchParams.set('code_challenge_method', 'S256');
+    if (ctx.query.reauth) {
+      const account = await accounts.current(ctx);
+      url.searchParams.set('max_age', '0');
+      if (account) url.searchParams.set('acr_values', account.strongest);
+    }
+    ctx.status = 303;
+    ctx.redirect(url.toString());
+  });
+
+  // The sign-in itself updated the provider session; the code is not needed and simply expires.
+  router.get('/account/callback', async (ctx) => {
+    const expected = ctx.cookies.get(stateCookie);
+    ctx.cookies.set(stateCookie, '', { httpOnly: true, sameSite: 'lax', secure, path: '/', maxAge: 0 });
+    assertThat(expected && ctx.query.state === expected, new AppError('invalid_request', 'This sign-in response does not belong to this browser. Please try again.'));
+    if (ctx.query.error) {
+      throw new AppError('access_denied', 'Signing in to your account was not completed.', { status: 400 });
+    }
+    ctx.status = 303;
+    ctx.redirect('/account');
+  });
+
+  router.post('/account/passkeys/:id/rename', async (ctx) => {
+    const ok = await requireRecent(ctx);
+    if (!ok) return;
+    const name = (ok.form.name ?? '').trim().slice(0, 100);
+    assertThat(name, new AppError('invalid_request', 'Give the passkey a name.'));
+    await services.passkeyQueries.rename(ok.account.user.id, ctx.params.id!, name);
+    ctx.status = 303;
+    ctx.redirect('/account');
+  });
+
+  router.post('/account/passkeys/:id/delete', async (ctx) => {
+    const ok = await requireRecent(ctx);
+    if (!ok) return;
+    const { account } = ok;
+    const after = { ...account.enrolled, passkeys: account.enrolled.passkeys - 1 };
+    const conflict = policyConflict(after);
+    if (conflict) return renderAccount(ctx, account, { error: conflict }, 409);
+    assertThat(await services.passkeyQueries.remove(account.user.id, ctx.params.id!), new AppError('not_found', 'No such passkey.', { status: 404 }));
+    if (!hasAnyFactor(after)) await services.recovery.removeAll(account.user.id);
+    log.info('factor removed', { factor: 'passkey', user_id: account.user.id });
+    return renderAccount(ctx, (await accounts.current(ctx))!, { message: 'Passkey removed.', removedCredential: ctx.params.id });
+  });
+
+  router.get('/account/totp', async (ctx) => {
+    const account = await requireAccount(ctx);
+    if (!account) return;
+    if (!account.recent) {
+      ctx.status = 303;
+      ctx.redirect('/account/login?reauth=1');
+      return;
+    }
+    const enrollment = await services.totp.pendingEnrollment(account.user.id, account.user.email)
+      ?? await services.totp.startEnrollment(account.user.id, account.user.email);
+    renderPage(ctx, 'account-totp', {
+      title: 'Set up an authenticator app', csrf: csrf.token(ctx),
+      qrDataUrl: `data:image/svg+xml;base64,${Buffer.from(enrollment.qrSvg).toString('base64')}`,
+      uri: enrollment.uri, secret: enrollment.secret.replace(/(.{4})/g, '$1 ').trim(),
+    });
+  });
+
+  router.post('/account/totp', async (ctx) => {
+    const ok = await requireRecent(ctx);
+    if (!ok) return;
+    const { account, form } = ok;
+    if (!(await services.totp.confirmEnrollment(account.user.id, form.code ?? ''))) {
+      const enrollment = (await services.totp.pendingEnrollment(account.user.id, account.user.email))!;
+      return renderPage(ctx, 'account-totp', {
+        title: 'Set up an authenticator app', csrf: csrf.token(ctx), error: 'That did not work. Check the code and try again.',
+        qrDataUrl: `data:image/svg+xml;base64,${Buffer.from(enrollment.qrSvg).toString('base64')}`,
+        uri: enrollment.uri, secret: enrollment.secret.replace(/(.{4})/g, '$1 ').trim(),
+      }, 400);
+    }
+    log.info('factor enrolled', { factor: 'otp', user_id: account.user.id });
+    if (hasAnyFactor(account.enrolled)) {
+      return renderAccount(ctx, (await accounts.current(ctx))!, { message: 'Authenticator app added.' });
+    }
+    const codes = await services.recovery.regenerate(account.user.id);
+    return renderPage(ctx, 'recovery-codes', {
+      title: 'Save your recovery codes', csrf: csrf.token(ctx), codes, continueUrl: '/account',
+      download: `data:text/plain;charset=utf-8,${encodeURIComponent(`wrnexus-sso recovery codes for ${account.user.username}\n\n${codes.join('\n')}\n`)}`,
+    });
+  });
+
+  router.post('/account/totp/delete', async (ctx) => {
+    const ok = await requireRecent(ctx);
+    if (!ok) return;
+    const { account } = ok;
+    const after = { ...account.enrolled, totp: false };
+    const conflict = policyConflict(after);
+    if (conflict) return renderAccount(ctx, account, { error: conflict }, 409);
+    await services.totp.remove(account.user.id);
+    if (!hasAnyFactor(after)) await services.recovery.removeAll(account.user.id);
+    log.info('factor removed', { factor: 'otp', user_id: account.user.id });
+    return renderAccount(ctx, (await accounts.current(ctx))!, { message: 'Authenticator app removed.' });
+  });
+
+  router.post('/account/recovery-codes', async (ctx) => {
+    const ok = await requireRecent(ctx);
+    if (!ok) return;
+    const { account } = ok;
+    assertThat(hasAnyFactor(account.enrolled), new AppError('invalid_request', 'Recovery codes come with a passkey or an authenticator app: add one first.'));
+    const codes = await services.recovery.regenerate(account.user.id);
+    log.info('recovery codes regenerated', { user_id: account.user.id });
+    return renderPage(ctx, 'recovery-codes', {
+      title: 'Save your recovery codes', csrf: csrf.token(ctx), codes, continueUrl: '/account',
+      download: `data:text/plain;charset=utf-8,${encodeURIComponent(`wrnexus-sso recovery codes for ${account.user.username}\n\n${codes.join('\n')}\n`)}`,
+    });
+  });
+
+  router.post('/account/password', async (ctx) => {
+    const ok = await requireRecent(ctx);
+    if (!ok) return;
+    const { account, form } = ok;
+    const password = form.new_password ?? '';
+    if (password !== (form.confirm_password ?? '')) {
+      return renderAccount(ctx, account, { error: 'The two new passwords differ.' }, 400);
+    }
+    try {
+      checkNewPassword(password, config.password);
+    } catch (err) {
+      return renderAccount(ctx, account, { error: (err as AppError).message }, 400);
+    }
+    await services.users.update(account.user.id, { password_hash: await hashPassword(password, config.password), updated_at: epochSeconds(clock) });
+    log.info('password changed', { user_id: account.user.id });
+    return renderAccount(ctx, account, { message: 'Password changed.' });
+  });
+
+  return router;
+}

@@ -1,0 +1,48 @@
+/**
+ * The signed-in account behind a browser, read from oidc-provider's own session (the `_session`
+ * cookie): account pages and passkey enrollment outside a sign-in use it.
+ */
+import type { Context } from 'koa';
+import type Provider from 'oidc-provider';
+import type { Clock } from '../clock.js';
+import { epochSeconds } from '../clock.js';
+import { ACR } from '../auth/assurance.js';
+import { factorsFromAmr, hasAnyFactor, meets, type Enrolled } from '../auth/sign-in-policy.js';
+import type { UserRow } from '../queries/users.js';
+import type { Services } from '../services.js';
+
+/** Security settings need a sign-in this recent, with the user's strongest factor. */
+export const REAUTH_WINDOW_SECONDS = 600;
+
+export interface AccountSession {
+  user: UserRow;
+  enrolled: Enrolled;
+  loginTs: number;
+  /** The acr of the user's strongest enrolled factor. */
+  strongest: string;
+  /** Signed in within the window with the strongest factor. */
+  recent: boolean;
+}
+
+export const strongestAcr = (enrolled: Enrolled) => (enrolled.passkeys > 0 ? ACR.phr : hasAnyFactor(enrolled) ? ACR.mfa : ACR.sfa);
+
+export function createAccountSessions(deps: { provider: Provider; services: Services; clock: Clock }) {
+  const { provider, services, clock } = deps;
+  return {
+    async current(ctx: Context): Promise<AccountSession | undefined> {
+      const session = await provider.Session.get(provider.createContext(ctx.req, ctx.res) as never) as unknown as {
+        accountId?: string; amr?: string[]; loginTs?: number;
+      };
+      if (!session.accountId) return undefined;
+      const user = await services.users.findById(session.accountId);
+      if (!user || user.disabled) return undefined;
+      const enrolled = await services.enrolled(user.id);
+      const loginTs = session.loginTs ?? 0;
+      const strongest = strongestAcr(enrolled);
+      const recent = epochSeconds(clock) - loginTs <= REAUTH_WINDOW_SECONDS && meets(factorsFromAmr(session.amr, loginTs), strongest);
+      return { user, enrolled, loginTs, strongest, recent };
+    },
+  };
+}
+
+export type AccountSessions = ReturnType<typeof createAccountSessions>;

@@ -1,0 +1,49 @@
+/**
+ * Recovery codes: ten per user, from a CSPRNG, shaped `k7d2m-q9xwa` (two groups of five lowercase
+ * letters and digits, about 51 bits each). Shown once, stored only as keyed hashes, single use.
+ */
+import { randomInt } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import { epochSeconds } from '../clock.js';
+import type { RecoveryCodeQueries } from '../queries/recovery-codes.js';
+import type { SecretBox } from './secret-box.js';
+
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+export const RECOVERY_CODE_COUNT = 10;
+const SHAPE = /^[a-z0-9]{5}-[a-z0-9]{5}$/;
+
+function newCode(): string {
+  const group = () => Array.from({ length: 5 }, () => ALPHABET[randomInt(ALPHABET.length)]).join('');
+  return `${group()}-${group()}`;
+}
+
+/** Accepts what people type: any case, spaces, a missing hyphen. */
+export function normaliseRecoveryCode(input: string): string | undefined {
+  const compact = input.toLowerCase().replace(/[\s-]+/g, '');
+  const code = `${compact.slice(0, 5)}-${compact.slice(5)}`;
+  return SHAPE.test(code) ? code : undefined;
+}
+
+export function createRecoveryCodeService(deps: { codes: RecoveryCodeQueries; box: SecretBox; clock: Clock }) {
+  const { codes, box, clock } = deps;
+  const hashOf = (userId: string, code: string) => box.hash(`recovery:${userId}:${code}`);
+  return {
+    /** Replaces every code of the user with ten new ones, returned once in clear. */
+    async regenerate(userId: string): Promise<string[]> {
+      const fresh = new Set<string>();
+      while (fresh.size < RECOVERY_CODE_COUNT) fresh.add(newCode());
+      const list = [...fresh];
+      await codes.replaceAll(userId, list.map((c) => hashOf(userId, c)), epochSeconds(clock));
+      return list;
+    },
+    async use(userId: string, input: string): Promise<boolean> {
+      const code = normaliseRecoveryCode(input);
+      if (!code) return false;
+      return codes.use(userId, hashOf(userId, code), epochSeconds(clock));
+    },
+    remaining: (userId: string) => codes.remaining(userId),
+    removeAll: (userId: string) => codes.removeAll(userId),
+  };
+}
+
+export type RecoveryCodeService = ReturnType<typeof createRecoveryCodeService>;

@@ -1,0 +1,99 @@
+/**
+ * Which authentication a request demands, and what the user must do next to meet it. Pure functions:
+ * the handlers gather the facts (client policy, request, enrolled factors, verified factors) and render
+ * whatever step comes back.
+ */
+import type { MFA_POLICIES } from '../config/schema.js';
+import { ACR, ACR_ORDER, satisfiedAcrs, type VerifiedFactor } from './assurance.js';
+
+export type MfaPolicy = (typeof MFA_POLICIES)[number];
+
+export interface Enrolled {
+  passkeys: number;
+  /** Passkeys that are not backup-eligible (can satisfy `phrh`). */
+  deviceBoundPasskeys: number;
+  totp: boolean;
+  recoveryCodes: number;
+}
+
+export const hasAnyFactor = (e: Enrolled) => e.passkeys > 0 || e.totp;
+
+const rank = (acr: string) => ACR_ORDER.indexOf(acr);
+
+/**
+ * The acr values an authorization request asks for: `acr_values` (OIDC Core §3.1.2.1) and the `acr`
+ * member of the `claims` parameter (§5.5.1.1), keeping only values we know.
+ */
+export function requestedAcrs(params: { acr_values?: unknown; claims?: unknown }): string[] {
+  const out = new Set<string>();
+  for (const value of String(params.acr_values ?? '').split(' ')) if (value) out.add(value);
+  let claims: unknown = params.claims;
+  if (typeof claims === 'string') {
+    try { claims = JSON.parse(claims); } catch { claims = undefined; }
+  }
+  const acr = (claims as { id_token?: { acr?: { value?: unknown; values?: unknown } } } | undefined)?.id_token?.acr;
+  if (typeof acr?.value === 'string') out.add(acr.value);
+  if (Array.isArray(acr?.values)) for (const v of acr.values) if (typeof v === 'string') out.add(v);
+  return [...out].filter((v) => ACR_ORDER.includes(v));
+}
+
+/**
+ * The weakest acr that satisfies the request: the client's policy and the user's enrollment set a floor;
+ * requested values raise it to the weakest of them (any requested value satisfies the request).
+ */
+export function demandedAcr(input: { mfaPolicy: MfaPolicy; enrolled: Enrolled; requested: readonly string[] }): string {
+  let floor: string = ACR.sfa;
+  if (hasAnyFactor(input.enrolled) || input.mfaPolicy === 'required') floor = ACR.mfa;
+  if (input.mfaPolicy === 'phishing-resistant') floor = ACR.phr;
+  const weakestRequested = input.requested.reduce<string | undefined>(
+    (weakest, acr) => (weakest === undefined || rank(acr) < rank(weakest) ? acr : weakest), undefined);
+  return weakestRequested && rank(weakestRequested) > rank(floor) ? weakestRequested : floor;
+}
+
+export const meets = (factors: readonly VerifiedFactor[], demand: string) => satisfiedAcrs(factors).includes(demand);
+
+export type Method = 'passkey' | 'totp' | 'recovery_code';
+
+export type Step =
+  | { kind: 'first-factor' }
+  | { kind: 'second-factor'; methods: Method[] }
+  | { kind: 'enroll'; methods: Array<'passkey' | 'totp'> }
+  | { kind: 'done' };
+
+/** What the user does next. Passkeys always come first among the options; SMS is never one. */
+export function nextStep(input: { demand: string; factors: readonly VerifiedFactor[]; enrolled: Enrolled }): Step {
+  const { demand, factors, enrolled } = input;
+  if (factors.length === 0) return { kind: 'first-factor' };
+  if (meets(factors, demand)) return { kind: 'done' };
+
+  const verified = new Set(factors.map((f) => f.method));
+  const secondVerified = verified.has('otp') || verified.has('recovery_code') || verified.has('passkey');
+  const enrolledMethods: Method[] = [
+    ...(enrolled.passkeys > 0 ? ['passkey' as const] : []),
+    ...(enrolled.totp ? ['totp' as const] : []),
+    ...(enrolled.recoveryCodes > 0 && hasAnyFactor(enrolled) ? ['recovery_code' as const] : []),
+  ];
+
+  if (rank(demand) >= rank(ACR.phr)) {
+    const usablePasskeys = demand === ACR.phrh ? enrolled.deviceBoundPasskeys : enrolled.passkeys;
+    if (usablePasskeys > 0 && !verified.has('passkey')) return { kind: 'second-factor', methods: ['passkey'] };
+    // Enrolling a passkey requires first proving the factors the user already has.
+    if (hasAnyFactor(enrolled) && !secondVerified) return { kind: 'second-factor', methods: enrolledMethods };
+    return { kind: 'enroll', methods: ['passkey'] };
+  }
+  if (hasAnyFactor(enrolled) && !secondVerified) return { kind: 'second-factor', methods: enrolledMethods };
+  return { kind: 'enroll', methods: ['passkey', 'totp'] };
+}
+
+/** The factors an existing session proved, read back from its `amr` (RFC 8176) and login time. */
+export function factorsFromAmr(amr: readonly string[] | undefined, at: number): VerifiedFactor[] {
+  const list = amr ?? [];
+  const factors: VerifiedFactor[] = [];
+  if (list.includes('pwd')) factors.push({ method: 'pwd', at });
+  if (list.includes('otp')) factors.push({ method: 'otp', at });
+  if (list.includes('recovery_code')) factors.push({ method: 'recovery_code', at });
+  if (list.includes('hwk') || list.includes('swk')) {
+    factors.push({ method: 'passkey', at, userVerified: list.includes('user'), backupEligible: list.includes('swk') && !list.includes('hwk') });
+  }
+  return factors;
+}

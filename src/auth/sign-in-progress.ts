@@ -1,0 +1,71 @@
+/**
+ * A sign-in in progress, per oidc-provider interaction: who the browser has proven to be so far and
+ * with which factors. It is bound to the browser by a cookie whose hash is stored, and it is kept
+ * out of the provider's interaction `result` so the provider never sees a half-finished login.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import { epochSeconds } from '../clock.js';
+import type { SignInProgressQueries } from '../queries/sign-in-progress.js';
+import type { VerifiedFactor } from './assurance.js';
+
+export interface Progress {
+  uid: string;
+  userId: string | undefined;
+  factors: VerifiedFactor[];
+  notice: string | undefined;
+}
+
+const hash = (value: string) => createHash('sha256').update(value).digest('hex');
+
+/** The cookie value is `<interaction uid>.<random>`; only its hash is stored. */
+export const parseProgressCookie = (value: string | undefined): { uid: string; binding: string } | undefined => {
+  const match = /^([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{43})$/.exec(value ?? '');
+  return match ? { uid: match[1]!, binding: hash(value!) } : undefined;
+};
+
+export function createSignInProgress(deps: { queries: SignInProgressQueries; clock: Clock; ttlSeconds: number }) {
+  const { queries, clock, ttlSeconds } = deps;
+  const now = () => epochSeconds(clock);
+  const toProgress = (row: { uid: string; user_id: string | null; factors: string; notice: string | null }): Progress => ({
+    uid: row.uid,
+    userId: row.user_id ?? undefined,
+    factors: JSON.parse(row.factors) as VerifiedFactor[],
+    notice: row.notice ?? undefined,
+  });
+
+  return {
+    /** Starts tracking a sign-in for this interaction; returns the cookie value that binds it to the browser. */
+    async begin(uid: string, seed: { userId?: string; factors?: VerifiedFactor[] } = {}): Promise<{ cookie: string; progress: Progress }> {
+      const cookie = `${uid}.${randomBytes(32).toString('base64url')}`;
+      await queries.upsert({
+        uid, binding: hash(cookie), user_id: seed.userId ?? null, factors: JSON.stringify(seed.factors ?? []),
+        notice: null, expires_at: now() + ttlSeconds,
+      });
+      return { cookie, progress: { uid, userId: seed.userId, factors: seed.factors ?? [], notice: undefined } };
+    },
+    /** The progress this browser's cookie proves, for this interaction. */
+    async get(cookieValue: string | undefined, uid?: string): Promise<Progress | undefined> {
+      const parsed = parseProgressCookie(cookieValue);
+      if (!parsed || (uid !== undefined && parsed.uid !== uid)) return undefined;
+      const row = await queries.find(parsed.uid, now());
+      if (!row || row.binding !== parsed.binding) return undefined;
+      return toProgress(row);
+    },
+    /** Records a verified factor. A factor of another user starts the list over (no mixing of users). */
+    async addFactor(progress: Progress, userId: string, factor: VerifiedFactor): Promise<Progress> {
+      const factors = progress.userId === userId
+        ? [...progress.factors.filter((f) => f.method !== factor.method), factor]
+        : [factor];
+      await queries.update(progress.uid, { user_id: userId, factors: JSON.stringify(factors) });
+      return { ...progress, userId, factors };
+    },
+    async setNotice(progress: Progress, notice: string | undefined): Promise<void> {
+      await queries.update(progress.uid, { notice: notice ?? null });
+    },
+    finish: (uid: string) => queries.remove(uid),
+    deleteExpired: () => queries.deleteExpired(now()),
+  };
+}
+
+export type SignInProgress = ReturnType<typeof createSignInProgress>;

@@ -1,0 +1,101 @@
+/**
+ * Where a sign-in stands: the interaction's request, the browser's progress, the user, what the
+ * request demands and the next step. Shared by the pages and the passkey JSON API.
+ */
+import type { Context } from 'koa';
+import type Provider from 'oidc-provider';
+import type { Clock } from '../clock.js';
+import { epochSeconds } from '../clock.js';
+import { acrFor, amrFor } from '../auth/assurance.js';
+import type { Progress } from '../auth/sign-in-progress.js';
+import {
+  demandedAcr, factorsFromAmr, nextStep, requestedAcrs, type Enrolled, type MfaPolicy, type Step,
+} from '../auth/sign-in-policy.js';
+import type { CookieJar } from '../http/cookies.js';
+import type { UserRow } from '../queries/users.js';
+import type { Services } from '../services.js';
+
+export type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
+
+export interface SignInState {
+  interaction: Interaction;
+  progress: Progress;
+  user: UserRow | undefined;
+  clientName: string;
+  enrolled: Enrolled;
+  requested: string[];
+  demand: string;
+  step: Step;
+}
+
+const NOTHING: Enrolled = { passkeys: 0, deviceBoundPasskeys: 0, totp: false, recoveryCodes: 0 };
+
+/** Reasons that mean "sign in again from the start" rather than "add what is missing". */
+const FULL_SIGN_IN = ['no_session', 'login_prompt', 'max_age', 'id_token_hint', 'claims_id_token_sub_value'];
+
+export function createSignInStates(deps: { provider: Provider; services: Services; cookies: CookieJar; clock: Clock; interactionTtl: number }) {
+  const { provider, services, cookies, clock } = deps;
+
+  /** Step-up: an existing session's factors count, so only what is missing is asked for. */
+  async function seedFromSession(interaction: Interaction): Promise<{ userId?: string; factors?: Progress['factors'] }> {
+    const session = interaction.session;
+    if (!session?.accountId || interaction.prompt.reasons.some((r) => FULL_SIGN_IN.includes(r))) return {};
+    const stored = session.uid ? await provider.Session.findByUid(session.uid) : undefined;
+    const at = (stored as { loginTs?: number } | undefined)?.loginTs ?? epochSeconds(clock);
+    return { userId: session.accountId, factors: factorsFromAmr(session.amr, at) };
+  }
+
+  async function evaluate(interaction: Interaction, progress: Progress): Promise<SignInState> {
+    const client = await provider.Client.find(String(interaction.params.client_id));
+    const user = progress.userId ? await services.users.findById(progress.userId) : undefined;
+    const usable = user && !user.disabled ? user : undefined;
+    const enrolled = usable ? await services.enrolled(usable.id) : NOTHING;
+    const requested = requestedAcrs(interaction.params);
+    const demand = demandedAcr({ mfaPolicy: (client?.mfa_policy as MfaPolicy | undefined) ?? 'if-enrolled', enrolled, requested });
+    const step: Step = usable ? nextStep({ demand, factors: progress.factors, enrolled }) : { kind: 'first-factor' };
+    return {
+      interaction, progress, user: usable, clientName: client?.clientName ?? String(interaction.params.client_id),
+      enrolled, requested, demand, step,
+    };
+  }
+
+  return {
+    /** For the pages: the browser's progress on this interaction, started (and bound by cookie) if new. */
+    async forPage(ctx: Context, interaction: Interaction): Promise<SignInState> {
+      let progress = await services.progress.get(ctx.cookies.get(cookies.names.signIn), interaction.uid);
+      if (!progress) {
+        const begun = await services.progress.begin(interaction.uid, await seedFromSession(interaction));
+        cookies.set(ctx, cookies.names.signIn, begun.cookie, deps.interactionTtl * 1000);
+        progress = begun.progress;
+      }
+      return evaluate(interaction, progress);
+    },
+
+    /** For the JSON API, which has no interaction cookie: the progress named by our own cookie. */
+    async forApi(ctx: Context): Promise<SignInState | undefined> {
+      const progress = await services.progress.get(ctx.cookies.get(cookies.names.signIn));
+      if (!progress) return undefined;
+      const interaction = await provider.Interaction.find(progress.uid);
+      if (!interaction) return undefined;
+      return evaluate(interaction as unknown as Interaction, progress);
+    },
+
+    evaluate,
+
+    /** The login result for oidc-provider: acr and amr say exactly what was verified. */
+    loginResult(state: SignInState) {
+      const { factors } = state.progress;
+      return {
+        login: {
+          accountId: state.user!.id,
+          acr: acrFor(factors, state.requested),
+          amr: amrFor(factors),
+          ts: Math.max(...factors.map((f) => f.at)),
+          remember: true,
+        },
+      };
+    },
+  };
+}
+
+export type SignInStates = ReturnType<typeof createSignInStates>;

@@ -1,0 +1,141 @@
+/**
+ * The passkey JSON API (a contract: our pages' JavaScript and other clients drive it).
+ *   GET  /api/auth/mfa/challenge/webauthn  → PublicKeyCredentialRequestOptionsJSON
+ *   POST /api/auth/mfa/verify/webauthn     → { redirectTo }
+ *   POST /api/mfa/passkeys/start           → PublicKeyCredentialCreationOptionsJSON
+ *   POST /api/mfa/passkeys/finish          → { id, name, redirectTo?, recoveryCodes? }
+ * POSTs need Content-Type: application/json and our Origin. Errors are { error, error_description }.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
+import type { Clock } from '../clock.js';
+import { epochSeconds } from '../clock.js';
+import { AppError, assertThat } from '../errors.js';
+import { CHALLENGE_TTL_SECONDS } from '../auth/passkeys.js';
+import { hasAnyFactor } from '../auth/sign-in-policy.js';
+import { readJson } from '../http/body.js';
+import { isSameOrigin, type CookieJar } from '../http/cookies.js';
+import type { Logger } from '../log.js';
+import type { UserRow } from '../queries/users.js';
+import type { Services } from '../services.js';
+import type { AccountSessions } from '../account/session.js';
+import type { SignInState, SignInStates } from './sign-in-state.js';
+
+export interface WebAuthnApiDeps {
+  issuer: string;
+  services: Services;
+  states: SignInStates;
+  accounts: AccountSessions;
+  cookies: CookieJar;
+  clock: Clock;
+  log: Logger;
+}
+
+/** A challenge's database key: per browser (cookie) and per ceremony. */
+const challengeId = (cookie: string, purpose: string) => createHash('sha256').update(`${purpose}:${cookie}`).digest('hex');
+
+export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
+  const { issuer, services, states, accounts, cookies, clock, log } = deps;
+  const origin = new URL(issuer).origin;
+  const router = new Router();
+
+  router.use(async (ctx, next) => {
+    ctx.set('Cache-Control', 'no-store');
+    if (ctx.method === 'POST') {
+      assertThat(isSameOrigin(ctx, origin), new AppError('invalid_request', 'cross-origin requests are not allowed', { status: 403 }));
+    }
+    await next();
+  });
+
+  /** The browser's challenge cookie, created if missing (short-lived, HttpOnly). */
+  function challengeCookie(ctx: Context): string {
+    let value = ctx.cookies.get(cookies.names.webauthn);
+    if (!value || !/^[A-Za-z0-9_-]{43}$/.test(value)) value = randomBytes(32).toString('base64url');
+    cookies.set(ctx, cookies.names.webauthn, value, CHALLENGE_TTL_SECONDS * 1000);
+    return value;
+  }
+
+  function existingChallengeCookie(ctx: Context): string {
+    const value = ctx.cookies.get(cookies.names.webauthn);
+    assertThat(value, new AppError('passkey_failed', 'The passkey request has expired. Please try again.'));
+    return value;
+  }
+
+  /**
+   * Who may add a passkey: the user at the enrollment step of a sign-in, or a signed-in account
+   * session that recently proved its strongest factor. Never a half-signed-in browser.
+   */
+  async function enrollingUser(ctx: Context): Promise<{ user: UserRow; signIn?: SignInState }> {
+    const signIn = await states.forApi(ctx);
+    if (signIn?.user) {
+      assertThat(signIn.step.kind === 'enroll', new AppError('access_denied', 'Finish signing in before adding a passkey.', { status: 403 }));
+      return { user: signIn.user, signIn };
+    }
+    const account = await accounts.current(ctx);
+    assertThat(account, new AppError('login_required', 'Sign in to add a passkey.', { status: 401 }));
+    assertThat(account.recent, new AppError('reauthentication_required', 'Confirm it’s you again before changing your security settings.', { status: 403 }));
+    return { user: account.user };
+  }
+
+  router.get('/api/auth/mfa/challenge/webauthn', async (ctx) => {
+    const signIn = await states.forApi(ctx);
+    const cookie = challengeCookie(ctx);
+    ctx.body = await services.passkeys.authenticationOptions(
+      challengeId(cookie, 'authentication'), signIn?.user, signIn?.progress.uid,
+    );
+  });
+
+  router.post('/api/auth/mfa/verify/webauthn', async (ctx) => {
+    const body = await readJson(ctx) as AuthenticationResponseJSON;
+    const cookie = existingChallengeCookie(ctx);
+    const verified = await services.passkeys.verifyAuthentication(challengeId(cookie, 'authentication'), body);
+    cookies.clear(ctx, cookies.names.webauthn);
+    const signIn = await states.forApi(ctx);
+    assertThat(signIn && (!verified.interactionUid || verified.interactionUid === signIn.progress.uid),
+      new AppError('session_not_found', 'There is no sign-in in progress in this browser. Please start again from the app.'));
+    const user = await services.users.findById(verified.userId);
+    if (!user || user.disabled) {
+      log.info('passkey refused', { reason: 'user missing or disabled', user_id: verified.userId });
+      throw new AppError('passkey_failed', 'The passkey could not be verified. Please try again.');
+    }
+    await services.progress.addFactor(signIn.progress, user.id, {
+      method: 'passkey', at: epochSeconds(clock), userVerified: verified.userVerified, backupEligible: verified.backupEligible,
+    });
+    log.info('factor verified', { factor: 'passkey', user_id: user.id, ip: ctx.ip });
+    ctx.body = { redirectTo: `${issuer}/interaction/${signIn.progress.uid}` };
+  });
+
+  router.post('/api/mfa/passkeys/start', async (ctx) => {
+    await readJson(ctx);
+    const { user, signIn } = await enrollingUser(ctx);
+    const cookie = challengeCookie(ctx);
+    ctx.body = await services.passkeys.registrationOptions(challengeId(cookie, 'registration'), user, signIn?.progress.uid);
+  });
+
+  router.post('/api/mfa/passkeys/finish', async (ctx) => {
+    const body = await readJson(ctx) as RegistrationResponseJSON & { name?: unknown };
+    const { user, signIn } = await enrollingUser(ctx);
+    const cookie = existingChallengeCookie(ctx);
+    const firstFactor = !hasAnyFactor(await services.enrolled(user.id));
+    const row = await services.passkeys.verifyRegistration(
+      challengeId(cookie, 'registration'), user.id, body, typeof body.name === 'string' ? body.name : undefined,
+    );
+    cookies.clear(ctx, cookies.names.webauthn);
+    log.info('factor enrolled', { factor: 'passkey', user_id: user.id, backup_eligible: row.backup_eligible });
+    const out: { id: string; name: string; redirectTo?: string; recoveryCodes?: string[] } = { id: row.id, name: row.name };
+    if (firstFactor) out.recoveryCodes = await services.recovery.regenerate(user.id);
+    if (signIn) {
+      await services.progress.addFactor(signIn.progress, user.id, {
+        method: 'passkey', at: epochSeconds(clock), userVerified: row.user_verified, backupEligible: row.backup_eligible,
+      });
+      out.redirectTo = `${issuer}/interaction/${signIn.progress.uid}`;
+    } else {
+      out.redirectTo = `${issuer}/account`;
+    }
+    ctx.body = out;
+  });
+
+  return router;
+}

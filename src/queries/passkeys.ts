@@ -1,0 +1,72 @@
+import type { Knex } from 'knex';
+
+export interface PasskeyRow {
+  id: string;
+  user_id: string;
+  public_key: string;
+  counter: number;
+  transports: string[];
+  aaguid: string;
+  backup_eligible: boolean;
+  backed_up: boolean;
+  user_verified: boolean;
+  name: string;
+  created_at: number;
+  last_used_at: number | null;
+}
+
+const toPasskey = (r: Record<string, unknown>): PasskeyRow => ({
+  id: String(r.id),
+  user_id: String(r.user_id),
+  public_key: String(r.public_key),
+  counter: Number(r.counter),
+  transports: JSON.parse(String(r.transports ?? '[]')) as string[],
+  aaguid: String(r.aaguid),
+  backup_eligible: !!r.backup_eligible,
+  backed_up: !!r.backed_up,
+  user_verified: !!r.user_verified,
+  name: String(r.name),
+  created_at: Number(r.created_at),
+  last_used_at: r.last_used_at == null ? null : Number(r.last_used_at),
+});
+
+export function createPasskeyQueries(db: Knex | Knex.Transaction) {
+  const table = () => db('webauthn_credentials');
+  return {
+    async insert(row: PasskeyRow): Promise<void> {
+      await table().insert({ ...row, transports: JSON.stringify(row.transports) });
+    },
+    async findById(id: string): Promise<PasskeyRow | undefined> {
+      const row = await table().where({ id }).first();
+      return row ? toPasskey(row) : undefined;
+    },
+    async listForUser(userId: string): Promise<PasskeyRow[]> {
+      const rows: Record<string, unknown>[] = await table().where({ user_id: userId }).orderBy('created_at');
+      return rows.map(toPasskey);
+    },
+    async countForUser(userId: string): Promise<number> {
+      const row = await table().where({ user_id: userId }).count<{ n: number | string }[]>({ n: '*' }).first();
+      return Number(row?.n ?? 0);
+    },
+    /**
+     * Stores the new signature counter only if it moved forward (WebAuthn §7.2 step 22), in the same
+     * statement that checks it, so two parallel assertions cannot both pass with one counter value.
+     * Authenticators that always report 0 (many synced passkeys) keep 0.
+     */
+    async recordUse(id: string, newCounter: number, backedUp: boolean, at: number): Promise<boolean> {
+      const updated = await table()
+        .where({ id })
+        .andWhere((q) => (newCounter === 0 ? q.where('counter', 0) : q.where('counter', '<', newCounter)))
+        .update({ counter: newCounter, backed_up: backedUp, last_used_at: at });
+      return updated === 1;
+    },
+    async rename(userId: string, id: string, name: string): Promise<boolean> {
+      return (await table().where({ id, user_id: userId }).update({ name })) === 1;
+    },
+    async remove(userId: string, id: string): Promise<boolean> {
+      return (await table().where({ id, user_id: userId }).delete()) === 1;
+    },
+  };
+}
+
+export type PasskeyQueries = ReturnType<typeof createPasskeyQueries>;

@@ -1,0 +1,46 @@
+/** Wires the domain services to the queries layer once; handlers and the CLI receive what they need. */
+import type { Clock } from './clock.js';
+import type { Config } from './config/load.js';
+import type { Db } from './db/connect.js';
+import type { Logger } from './log.js';
+import { createPasswordVerifier } from './auth/password.js';
+import { createSecretBox } from './auth/secret-box.js';
+import { createTotpService } from './auth/totp.js';
+import { createRecoveryCodeService } from './auth/recovery-codes.js';
+import { createPasskeyService } from './auth/passkeys.js';
+import { createSignInProgress } from './auth/sign-in-progress.js';
+import { createEnrollmentReader } from './auth/factors.js';
+import { createUserService } from './auth/users.js';
+import { createUserQueries } from './queries/users.js';
+import { createPasskeyQueries } from './queries/passkeys.js';
+import { createTotpQueries } from './queries/totp.js';
+import { createRecoveryCodeQueries } from './queries/recovery-codes.js';
+import { createChallengeQueries } from './queries/challenges.js';
+import { createSignInProgressQueries } from './queries/sign-in-progress.js';
+
+export function createServices(deps: { config: Config; db: Db; clock: Clock; log: Logger; secretKey: Buffer }) {
+  const { config, db, clock, log } = deps;
+  const box = createSecretBox(deps.secretKey);
+  const users = createUserQueries(db);
+  const passkeyQueries = createPasskeyQueries(db);
+  const totp = createTotpService({ totp: createTotpQueries(db), box, clock, issuerName: new URL(config.issuer).host });
+  const recovery = createRecoveryCodeService({ codes: createRecoveryCodeQueries(db), box, clock });
+  const passkeys = createPasskeyService({
+    passkeys: passkeyQueries, challenges: createChallengeQueries(db), clock, issuer: config.issuer, rpName: 'wrnexus-sso', log,
+  });
+  return {
+    box,
+    users,
+    userService: createUserService({ users, policy: config.password, clock }),
+    verifier: createPasswordVerifier(config.password),
+    passkeyQueries,
+    passkeys,
+    totp,
+    recovery,
+    enrolled: createEnrollmentReader({ passkeys: passkeyQueries, totp, recovery }),
+    progress: createSignInProgress({ queries: createSignInProgressQueries(db), clock, ttlSeconds: config.ttl.interaction }),
+    challenges: createChallengeQueries(db),
+  };
+}
+
+export type Services = ReturnType<typeof createServices>;
