@@ -15,12 +15,16 @@ export function createChallengeQueries(db: Knex) {
     async insert(row: ChallengeRow): Promise<void> {
       await table().insert(row).onConflict('id').merge();
     },
-    /** Deletes and returns the challenge in one statement: whoever gets the row is its only user. */
+    /**
+     * Reads the challenge and deletes it; only the request whose delete removed the row may use it, so a
+     * challenge is consumed once even under parallel requests. (knex has no portable DELETE … RETURNING:
+     * better-sqlite3 answers a count.)
+     */
     async consume(id: string, purpose: ChallengeRow['purpose'], nowSeconds: number): Promise<ChallengeRow | undefined> {
-      const rows: Record<string, unknown>[] = await table().where({ id, purpose }).delete()
-        .returning(['id', 'purpose', 'challenge', 'user_id', 'interaction_uid', 'expires_at']);
-      const row = rows[0];
-      if (!row || Number(row.expires_at) <= nowSeconds) return undefined;
+      const row = await table().where({ id, purpose }).first();
+      if (!row) return undefined;
+      const deleted = await table().where({ id, purpose, challenge: row.challenge }).delete();
+      if (deleted !== 1 || Number(row.expires_at) <= nowSeconds) return undefined;
       return {
         id: String(row.id), purpose, challenge: String(row.challenge),
         user_id: (row.user_id as string | null) ?? null, interaction_uid: (row.interaction_uid as string | null) ?? null,

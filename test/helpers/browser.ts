@@ -71,7 +71,18 @@ export class Browser {
 
   cookieNames(): string[] { return this.cookies.map((c) => c.name); }
 
-  async request(url: string, init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<Page> {
+  /** A same-origin JSON API call, as our pages' JavaScript makes it (Origin header included). */
+  async api<T = Record<string, unknown>>(method: 'GET' | 'POST', url: string, body?: unknown, headers: Record<string, string> = {}):
+  Promise<{ status: number; body: T; headers: Headers }> {
+    const page = await this.request(url, {
+      method,
+      json: body,
+      headers: { accept: 'application/json', origin: new URL(this.origin).origin, 'sec-fetch-site': 'same-origin', ...headers },
+    });
+    return { status: page.status, body: JSON.parse(page.body || 'null') as T, headers: page.headers };
+  }
+
+  async request(url: string, init: { method?: string; form?: Record<string, string>; json?: unknown; headers?: Record<string, string> } = {}): Promise<Page> {
     const target = new URL(url, this.origin);
     const headers: Record<string, string> = { accept: 'text/html', ...init.headers };
     const cookie = this.cookieHeader(target);
@@ -80,6 +91,9 @@ export class Browser {
     if (init.form) {
       headers['content-type'] = 'application/x-www-form-urlencoded';
       body = new URLSearchParams(init.form).toString();
+    } else if (init.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(init.json);
     }
     const res = await send(this.route(target), target.host, init.method ?? (init.form ? 'POST' : 'GET'), headers, body);
     this.store(target, res.headers);

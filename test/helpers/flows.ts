@@ -1,7 +1,8 @@
 /** Stories an app and a user play again and again: start an authorization request, sign in, consent. */
 import { createHash, randomBytes } from 'node:crypto';
 import { Browser, type Page } from './browser.js';
-import { REDIRECT_URI } from './idp.js';
+import * as oidc from 'openid-client';
+import { REDIRECT_URI, TEST_SECRET } from './idp.js';
 
 export function pkce() {
   const verifier = randomBytes(32).toString('base64url');
@@ -32,4 +33,28 @@ export function callbackOf(page: Page): URL {
     throw new Error(`expected a redirect to the app, got ${page.status} ${location ?? ''}: ${page.body.slice(0, 500)}`);
   }
   return new URL(location);
+}
+
+
+/** A relying party (openid-client) for one of the test clients; public clients have no secret. */
+export async function relyingParty(issuer: string, clientId: string, secret: string | undefined = TEST_SECRET) {
+  return oidc.discovery(new URL(issuer), clientId, secret ? { client_secret: secret } : { token_endpoint_auth_method: 'none' },
+    secret ? oidc.ClientSecretBasic(secret) : oidc.None(), { execute: [oidc.allowInsecureRequests] });
+}
+
+/** Starts an authorization request as an app would: PKCE S256, state; returns the URL and what redeems it. */
+export async function startAuthorization(rp: oidc.Configuration, params: Record<string, string> = {}) {
+  const verifier = oidc.randomPKCECodeVerifier();
+  const state = oidc.randomState();
+  const url = oidc.buildAuthorizationUrl(rp, {
+    redirect_uri: REDIRECT_URI, scope: 'openid', state,
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', ...params,
+  });
+  return {
+    url: url.toString(),
+    /** Redeems the code the app received, verifying state, PKCE and the ID token. */
+    async redeem(page: Page) {
+      return oidc.authorizationCodeGrant(rp, callbackOf(page), { pkceCodeVerifier: verifier, expectedState: state, idTokenExpected: true });
+    },
+  };
 }

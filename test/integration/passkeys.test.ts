@@ -1,0 +1,227 @@
+/**
+ * Passkeys over HTTP with a software authenticator that signs for real: enrollment during a sign-in,
+ * second factor, usernameless sign-in, and every refusal the WebAuthn checks owe us.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import { Browser, type Page } from '../helpers/browser.js';
+import { SoftAuthenticator } from '../helpers/authenticator.js';
+import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
+import { defaultClients, REDIRECT_URI, startIdp, TEST_SECRET, type TestIdp } from '../helpers/idp.js';
+import { relyingParty, signIn, startAuthorization } from '../helpers/flows.js';
+import { createLogger } from '../../src/log.js';
+
+const clients = [
+  ...defaultClients(REDIRECT_URI),
+  { client_id: 'strict-app', client_secret: TEST_SECRET, redirect_uris: [REDIRECT_URI], skip_consent: true, mfa_policy: 'required' },
+  { client_id: 'phr-app', client_secret: TEST_SECRET, redirect_uris: [REDIRECT_URI], skip_consent: true, mfa_policy: 'phishing-resistant' },
+];
+
+describe.each(databaseKinds())('passkeys on %s', (kind) => {
+  let database: TestDatabase;
+  let idp: TestIdp;
+  let now = Date.now();
+
+  beforeAll(async () => {
+    database = await createTestDatabase(kind);
+    idp = await startIdp(database, { clients, clock: { now: () => now }, log: process.env.DEBUG_LOG ? createLogger((l) => console.log(l)) : undefined });
+    await idp.users.add({ username: 'pia', email: 'pia@example.com', password: 'pia-password-1' });
+    await idp.users.add({ username: 'quinn', email: 'quinn@example.com', password: 'quinn-password-1' });
+  });
+  afterAll(async () => {
+    await idp?.close();
+    await database?.dispose();
+  });
+
+  /** Enrolls a passkey for `username` through a sign-in to the strict app; returns the authenticator. */
+  async function enrollDuringSignIn(username: string, password: string, authenticator = new SoftAuthenticator(idp.issuer)) {
+    const rp = await relyingParty(idp.issuer, 'strict-app');
+    const auth = await startAuthorization(rp);
+    const browser = new Browser(idp.issuer);
+    const enrollPage = await signIn(browser, auth.url, username, password);
+    expect(enrollPage.status).toBe(200);
+    expect(enrollPage.body).toContain('Add a passkey');
+    expect(enrollPage.body).not.toMatch(/SMS|text message/i);
+
+    const start = await browser.api<PublicKeyCredentialCreationOptionsJSON>('POST', '/api/mfa/passkeys/start', {});
+    expect(start.status).toBe(200);
+    expect(start.body.rp.id).toBe('127.0.0.1');
+    expect(start.body.authenticatorSelection).toMatchObject({ residentKey: 'preferred', userVerification: 'required' });
+    const finish = await browser.api<{ id: string; name: string; redirectTo: string; recoveryCodes?: string[] }>(
+      'POST', '/api/mfa/passkeys/finish', { ...authenticator.create(start.body), name: 'Test key' });
+    expect(finish.status).toBe(200);
+    const done = await browser.get(finish.body.redirectTo);
+    const tokens = await auth.redeem(done);
+    return { authenticator, finish: finish.body, tokens, browser };
+  }
+
+  /** Signs in with password, then answers the passkey step through the JSON API. */
+  async function passkeySecondFactor(browser: Browser, url: string, username: string, password: string, authenticator: SoftAuthenticator) {
+    const page = await signIn(browser, url, username, password);
+    expect(page.body).toContain('Use your passkey');
+    const options = await browser.api<PublicKeyCredentialRequestOptionsJSON>('GET', '/api/auth/mfa/challenge/webauthn');
+    return { page, options: options.body, verify: (response: unknown) => browser.api<{ redirectTo?: string; error?: string }>('POST', '/api/auth/mfa/verify/webauthn', response) };
+  }
+
+  it('enrolls a passkey during a sign-in that requires a second factor, and issues ten recovery codes', async () => {
+    const { finish, tokens } = await enrollDuringSignIn('pia', 'pia-password-1');
+    expect(finish.name).toBe('Test key');
+    expect(finish.recoveryCodes).toHaveLength(10);
+    for (const code of finish.recoveryCodes!) expect(code).toMatch(/^[a-z0-9]{5}-[a-z0-9]{5}$/);
+    expect(new Set(finish.recoveryCodes).size).toBe(10);
+    const claims = tokens.claims()!;
+    expect(claims.amr).toEqual(['pwd', 'hwk', 'user', 'mfa']);
+    expect(claims.acr).toBe('phrh');
+    const stored = await idp.app.services.passkeyQueries.listForUser((await idp.users.find('pia')).id);
+    expect(stored).toHaveLength(1);
+    expect(stored[0]).toMatchObject({ transports: ['internal'], aaguid: '00000000-0000-0000-0000-000000000000', backup_eligible: false, backed_up: false });
+    expect(stored[0]!.created_at).toBeGreaterThan(0);
+  });
+
+  it('asks a user with a passkey for it after the password, and counts it in acr and amr', async () => {
+    const authenticator = new SoftAuthenticator(idp.issuer, { backupEligible: true });
+    await enrollDuringSignIn('quinn', 'quinn-password-1', authenticator);
+    const auth = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
+    const browser = new Browser(idp.issuer);
+    const step = await passkeySecondFactor(browser, auth.url, 'quinn', 'quinn-password-1', authenticator);
+    expect(step.options.userVerification).toBe('required');
+    expect(step.options.rpId).toBe('127.0.0.1');
+    expect(step.options.allowCredentials).toHaveLength(1);
+    expect(step.options.timeout).toBeLessThanOrEqual(300_000);
+    const verified = await step.verify(authenticator.get(step.options));
+    expect(verified.status).toBe(200);
+    const tokens = await auth.redeem(await browser.get(verified.body.redirectTo!));
+    // A synced (backup-eligible) passkey: swk, and phr but not phrh.
+    expect(tokens.claims()).toMatchObject({ amr: ['pwd', 'swk', 'user', 'mfa'], acr: 'phr' });
+    const stored = await idp.app.services.passkeyQueries.listForUser((await idp.users.find('quinn')).id);
+    expect(stored[0]!.last_used_at).toEqual(expect.any(Number));
+    expect(stored[0]!.counter).toBeGreaterThan(0);
+  });
+
+  it('signs in usernameless with the passkey alone', async () => {
+    await idp.users.add({ username: 'rosa', email: 'rosa@example.com', password: 'rosa-password-1' });
+    const { authenticator } = await enrollDuringSignIn('rosa', 'rosa-password-1');
+    const auth = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
+    const browser = new Browser(idp.issuer);
+    const login = await browser.get(auth.url);
+    expect(login.body).toContain('Sign in with a passkey');
+    const challenge = await browser.api<PublicKeyCredentialRequestOptionsJSON>('GET', '/api/auth/mfa/challenge/webauthn');
+    expect(challenge.status).toBe(200);
+    expect(challenge.body.allowCredentials).toEqual([]);
+    const cookie = challenge.headers.getSetCookie().find((c) => c.startsWith('idp_webauthn='))!;
+    expect(cookie).toMatch(/HttpOnly/i);
+    const expires = new Date(/expires=([^;]+)/i.exec(cookie)![1]!).getTime();
+    expect(expires - Date.now()).toBeLessThanOrEqual(300_000);
+    expect(expires - Date.now()).toBeGreaterThan(0);
+    const verified = await browser.api<{ redirectTo: string }>('POST', '/api/auth/mfa/verify/webauthn', authenticator.get(challenge.body));
+    expect(verified.status).toBe(200);
+    const tokens = await auth.redeem(await browser.get(verified.body.redirectTo));
+    expect(tokens.claims()).toMatchObject({ sub: (await idp.users.find('rosa')).id, amr: ['hwk', 'user', 'mfa'], acr: 'phrh' });
+  });
+
+  describe('refusals', () => {
+    let authenticator: SoftAuthenticator;
+    let otherAuthenticator: SoftAuthenticator;
+    beforeAll(async () => {
+      await idp.users.add({ username: 'sam', email: 'sam@example.com', password: 'sam-password-1' });
+      await idp.users.add({ username: 'tess', email: 'tess@example.com', password: 'tess-password-1' });
+      ({ authenticator } = await enrollDuringSignIn('sam', 'sam-password-1'));
+      ({ authenticator: otherAuthenticator } = await enrollDuringSignIn('tess', 'tess-password-1'));
+    });
+
+    async function pendingSam() {
+      const auth = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
+      const browser = new Browser(idp.issuer);
+      return { browser, ...(await passkeySecondFactor(browser, auth.url, 'sam', 'sam-password-1', authenticator)) };
+    }
+
+    const expectRefused = (res: { status: number; body: { error?: string; error_description?: string } }) => {
+      expect(res.status).toBe(400);
+      expect(res.body.error).toBe('passkey_failed');
+      expect(res.body.error_description).toBe('The passkey could not be verified. Please try again.');
+    };
+
+    it('refuses an assertion made for a lookalike origin', async () => {
+      const s = await pendingSam();
+      expectRefused(await s.verify(authenticator.get(s.options, { origin: 'https://127.0.0.1.evil.example' })));
+    });
+
+    it('refuses an assertion with the wrong RP ID hash', async () => {
+      const s = await pendingSam();
+      expectRefused(await s.verify(authenticator.get(s.options, { rpId: 'evil.example' })));
+    });
+
+    it('refuses a replayed assertion', async () => {
+      const s = await pendingSam();
+      const response = authenticator.get(s.options);
+      expect((await s.verify(response)).status).toBe(200);
+      const again = await pendingSam();
+      expectRefused(await again.verify(response));
+    });
+
+    it('refuses an expired challenge and a challenge from another browser', async () => {
+      const s = await pendingSam();
+      now += 301_000;
+      try {
+        expectRefused(await s.verify(authenticator.get(s.options)));
+      } finally {
+        now -= 301_000;
+      }
+      const mine = await pendingSam();
+      const theirs = await pendingSam();
+      // Signed over the other browser's challenge, sent with mine.
+      expectRefused(await mine.verify(authenticator.get(theirs.options)));
+    });
+
+    it('refuses an assertion without user verification', async () => {
+      const s = await pendingSam();
+      expectRefused(await s.verify(authenticator.get(s.options, { noUserVerification: true })));
+    });
+
+    it('refuses a signature counter that went backwards', async () => {
+      const s = await pendingSam();
+      const stored = (await idp.app.services.passkeyQueries.findById(authenticator.credentials[0]!.id.toString('base64url')))!;
+      expect(stored.counter).toBeGreaterThan(1);
+      // A cloned authenticator reports a counter at or below the one already seen (WebAuthn §6.1.1).
+      expectRefused(await s.verify(authenticator.get(s.options, { counter: stored.counter - 1 })));
+      const again = await pendingSam();
+      expectRefused(await again.verify(authenticator.get(again.options, { counter: stored.counter })));
+      authenticator.credentials[0]!.counter = stored.counter + 10;
+      const fine = await pendingSam();
+      expect((await fine.verify(authenticator.get(fine.options))).status).toBe(200);
+    });
+
+    it('refuses another user’s credential for a pending sign-in', async () => {
+      const s = await pendingSam();
+      expectRefused(await s.verify(otherAuthenticator.get({ ...s.options, allowCredentials: [] })));
+    });
+
+    it('refuses the wrong clientDataJSON type', async () => {
+      const s = await pendingSam();
+      expectRefused(await s.verify(authenticator.get(s.options, { type: 'webauthn.create' })));
+    });
+
+    it('refuses cross-origin and non-JSON posts, and a half-signed-in browser adding a passkey', async () => {
+      const s = await pendingSam();
+      const cross = await s.browser.api('POST', '/api/auth/mfa/verify/webauthn', authenticator.get(s.options), { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' });
+      expect(cross.status).toBe(403);
+      const form = await s.browser.request('/api/auth/mfa/verify/webauthn', {
+        method: 'POST', form: { a: 'b' }, headers: { origin: new URL(idp.issuer).origin, accept: 'application/json' },
+      });
+      expect(form.status).toBe(415);
+      const start = await s.browser.api('POST', '/api/mfa/passkeys/start', {});
+      expect(start.status).toBe(403);
+      // Nothing was issued to the half-signed-in browser.
+      const none = await s.browser.request(`/auth?client_id=first-party&response_type=code&scope=openid&prompt=none&redirect_uri=${encodeURIComponent(REDIRECT_URI)}&code_challenge=${'a'.repeat(43)}&code_challenge_method=S256`);
+      expect(new URL(none.headers.get('location')!).searchParams.get('error')).toBe('login_required');
+    });
+  });
+
+  it('renders the passkey option first on the second-factor page', async () => {
+    const auth = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
+    const page: Page = await signIn(new Browser(idp.issuer), auth.url, 'pia', 'pia-password-1');
+    expect(page.body).toContain('Use your passkey');
+    expect(page.body).toContain('Use a recovery code');
+    expect(page.body).not.toMatch(/SMS|text message/i);
+  });
+});
