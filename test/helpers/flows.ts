@@ -58,3 +58,9 @@ export async function startAuthorization(rp: oidc.Configuration, params: Record<
     },
   };
 }
+
+/** The TOTP secret shown for manual entry on an enrollment page. */
+export const totpSecretOf = (page: Page): string => /<code class="secret">([A-Z2-7 ]+)<\/code>/.exec(page.body)![1]!.replace(/ /g, '');
+
+/** The recovery codes listed on a page. */
+export const recoveryCodesOf = (page: Page): string[] => [...page.body.matchAll(/<li><code>([a-z0-9]{5}-[a-z0-9]{5})<\/code><\/li>/g)].map((m) => m[1]!);
