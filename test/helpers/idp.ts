@@ -67,6 +67,8 @@ export async function startIdp(database: TestDatabase, options: {
   log?: Logger;
   /** Defaults to the instance's own loopback URL; instances behind one "load balancer" share one. */
   issuer?: string;
+  /** Host name for the default issuer; browsers refuse IP addresses as WebAuthn RP IDs, so use localhost. */
+  host?: string;
   clock?: Clock;
 } = {}): Promise<TestIdp> {
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => { res.statusCode = 503; res.end(); };
@@ -82,7 +84,7 @@ export async function startIdp(database: TestDatabase, options: {
   }));
   const config = loadConfig({
     IDP_CONFIG: file,
-    IDP_ISSUER: options.issuer ?? `http://127.0.0.1:${port}`,
+    IDP_ISSUER: options.issuer ?? `http://${options.host ?? '127.0.0.1'}:${port}`,
     IDP_DATA_DIR: database.target.data_dir,
     DATABASE_URL: database.target.database_url,
   });
