@@ -53,8 +53,13 @@ async function main(): Promise<void> {
     ].join('\n'));
   });
 
+  // Expired rows are already ignored on read; this only keeps the tables small.
   const cleanup = setInterval(() => {
-    deleteExpiredPayloads(db, systemClock).catch((err) => log.error('cleanup failed', { error: String(err) }));
+    Promise.all([
+      deleteExpiredPayloads(db, systemClock),
+      app.services.challenges.deleteExpired(Math.floor(Date.now() / 1000)),
+      app.services.progress.deleteExpired(),
+    ]).catch((err) => log.error('cleanup failed', { error: String(err) }));
   }, CLEANUP_EVERY_MS);
   cleanup.unref();
 

@@ -1,0 +1,106 @@
+/** /account over HTTP: signing in through the account client, fresh sign-in for changes, policy guards. */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { generateSync } from 'otplib';
+import { Browser, findForm, type Page } from '../helpers/browser.js';
+import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
+import { defaultClients, REDIRECT_URI, startIdp, TEST_SECRET, type TestIdp } from '../helpers/idp.js';
+import { recoveryCodesOf, totpSecretOf } from '../helpers/flows.js';
+
+const clients = [
+  ...defaultClients(REDIRECT_URI),
+  { client_id: 'strict-app', client_name: 'Strict App', client_secret: TEST_SECRET, redirect_uris: [REDIRECT_URI], mfa_policy: 'required' },
+];
+
+describe.each(databaseKinds())('account page on %s', (kind) => {
+  let database: TestDatabase;
+  let idp: TestIdp;
+  let now = Math.floor(Date.now() / 30_000) * 30_000 + 10_000;
+  let secret = '';
+
+  beforeAll(async () => {
+    database = await createTestDatabase(kind);
+    idp = await startIdp(database, { clients, clock: { now: () => now } });
+    await idp.users.add({ username: 'yara', email: 'yara@example.com', password: 'yara-password-1' });
+  });
+  afterAll(async () => {
+    await idp?.close();
+    await database?.dispose();
+  });
+
+  async function signedIn(password = 'yara-password-1'): Promise<{ browser: Browser; page: Page }> {
+    const browser = new Browser(idp.issuer);
+    const login = await browser.get('/account');
+    expect(login.body).toContain('autocomplete="current-password"');
+    let page = await browser.submit(login, '/login', { login: 'yara', password });
+    if (page.body.includes('name="code"')) {
+      now += 30_000; // a fresh time step: each is accepted once
+      page = await browser.submit(page, '/totp', { code: generateSync({ secret, epoch: Math.floor(now / 1000) }) });
+    }
+    return { browser, page };
+  }
+
+  it('sends a visitor without a session to sign in, then shows the security settings', async () => {
+    const { page } = await signedIn();
+    expect(page.url).toBe(`${idp.issuer}/account`);
+    expect(page.body).toContain('Your account');
+    expect(page.body).toContain('Add a passkey');
+    expect(page.body).toContain('Set up an authenticator app');
+  });
+
+  it('sets up an authenticator app, issues recovery codes, and regenerates them', async () => {
+    const { browser } = await signedIn();
+    const setup = await browser.get('/account/totp');
+    secret = totpSecretOf(setup);
+    const codesPage = await browser.submit(setup, '/account/totp', { code: generateSync({ secret, epoch: Math.floor(now / 1000) }) });
+    const codes = recoveryCodesOf(codesPage);
+    expect(codes).toHaveLength(10);
+    now += 30_000;
+    const account = await browser.get('/account');
+    expect(account.body).toContain('An authenticator app is set up.');
+    // The session proved only the password; the strongest factor is now the app, so changes ask for it.
+    const weaker = await browser.request('/account/recovery-codes', { form: findForm(account.body, '/account/recovery-codes').fields });
+    expect(weaker.headers.get('location')).toBe('/account/login?reauth=1');
+    const reauth = await browser.get('/account/login?reauth=1');
+    expect(reauth.body).toContain('autocomplete="current-password"');
+    const second = await browser.submit(reauth, '/login', { login: 'yara', password: 'yara-password-1' });
+    const back = await browser.submit(second, '/totp', { code: generateSync({ secret, epoch: Math.floor(now / 1000) }) });
+    expect(back.url).toBe(`${idp.issuer}/account`);
+    const fresh = await browser.submit(back, '/account/recovery-codes', {});
+    const regenerated = recoveryCodesOf(fresh);
+    expect(regenerated).toHaveLength(10);
+    expect(regenerated.filter((c) => codes.includes(c))).toHaveLength(0);
+  });
+
+  it('refuses to remove the last factor while an app requires one, and says which app', async () => {
+    const { browser, page } = await signedIn();
+    now += 30_000;
+    const refused = await browser.submit(page, '/account/totp/delete', {});
+    expect(refused.status).toBe(409);
+    expect(refused.body).toContain('Strict App');
+    expect((await browser.get('/account')).body).toContain('An authenticator app is set up.');
+  });
+
+  it('asks for a fresh sign-in before changes after ten minutes, and changes the password', async () => {
+    const { browser, page } = await signedIn();
+    now += 11 * 60_000;
+    const stale = await browser.get('/account');
+    expect(stale.body).toContain('confirm it’s you');
+    const form = findForm(stale.body, '/account/password');
+    const redirected = await browser.request('/account/password', { form: { ...form.fields, new_password: 'new-yara-password', confirm_password: 'new-yara-password' } });
+    expect(redirected.status).toBe(303);
+    expect(redirected.headers.get('location')).toBe('/account/login?reauth=1');
+    now -= 11 * 60_000;
+    const changed = await browser.submit(page, '/account/password', { new_password: 'new-yara-password', confirm_password: 'new-yara-password' });
+    expect(changed.body).toContain('Password changed.');
+    now += 30_000;
+    const again = await signedIn('new-yara-password');
+    expect(again.page.url).toBe(`${idp.issuer}/account`);
+  });
+
+  it('refuses account changes without the CSRF token', async () => {
+    const { browser } = await signedIn('new-yara-password');
+    now += 30_000;
+    const forged = await browser.request('/account/recovery-codes', { form: {} });
+    expect(forged.status).toBe(403);
+  });
+});
