@@ -134,7 +134,7 @@ describe.each(databaseKinds())('step-up on %s', (kind) => {
     const browser = new Browser(idp.issuer);
     const plain = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
     await plain.redeem(await totpStep(browser, await signIn(browser, plain.url, 'vic', 'vic-password-1'), 'vic'));
-    for (const params of [{ prompt: 'login' }, { max_age: '0' }]) {
+    for (const params of [{ prompt: 'login' }, { max_age: '0' }] as Record<string, string>[]) {
       const again = await startAuthorization(await relyingParty(idp.issuer, 'first-party'), params);
       const page = await browser.get(again.url);
       expect(page.body).toContain('autocomplete="current-password"');
