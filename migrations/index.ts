@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import * as init from './20261125000000_init.js';
 import * as secondFactors from './20261125010000_second_factors.js';
+import * as abuseResistance from './20261125020000_abuse_resistance.js';
 
 export interface Migration {
   up(db: Knex): Promise<void>;
@@ -11,4 +12,5 @@ export interface Migration {
 export const migrations: Record<string, Migration> = {
   '20261125000000_init': init,
   '20261125010000_second_factors': secondFactors,
+  '20261125020000_abuse_resistance': abuseResistance,
 };

@@ -12,6 +12,8 @@ import { createAccountRoutes } from './account/routes.js';
 import { createCookieJar } from './http/cookies.js';
 import { createCsrf } from './http/csrf.js';
 import { errorHandler } from './http/errors.js';
+import { createClientIp } from './http/client-ip.js';
+import { securityHeaders } from './http/views.js';
 import { staticFiles } from './http/static.js';
 import { createInteractionRoutes } from './interactions/routes.js';
 import { createSignInStates } from './interactions/sign-in-state.js';
@@ -63,6 +65,8 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
   const accounts = createAccountSessions({ provider, services, clock });
 
   provider.on('server_error', (_ctx, err) => log.error('oidc server error', { error: String(err?.stack ?? err) }));
+  provider.use(createClientIp(config.trusted_proxies).middleware());
+  provider.use(securityHeaders(secure));
   provider.use(errorHandler(log));
   provider.use(staticFiles(BROWSER_BUNDLES));
   provider.use(async (ctx, next) => {

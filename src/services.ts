@@ -17,6 +17,10 @@ import { createTotpQueries } from './queries/totp.js';
 import { createRecoveryCodeQueries } from './queries/recovery-codes.js';
 import { createChallengeQueries } from './queries/challenges.js';
 import { createSignInProgressQueries } from './queries/sign-in-progress.js';
+import { createThrottleQueries } from './queries/throttle.js';
+import { createSecurityEventQueries } from './queries/security-events.js';
+import { createThrottle } from './auth/throttle.js';
+import { createAudit } from './auth/audit.js';
 
 export function createServices(deps: { config: Config; db: Db; clock: Clock; log: Logger; secretKey: Buffer }) {
   const { config, db, clock, log } = deps;
@@ -40,6 +44,8 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
     enrolled: createEnrollmentReader({ passkeys: passkeyQueries, totp, recovery }),
     progress: createSignInProgress({ queries: createSignInProgressQueries(db), clock, ttlSeconds: config.ttl.interaction }),
     challenges: createChallengeQueries(db),
+    throttle: createThrottle({ queries: createThrottleQueries(db), clock, policy: config.throttle }),
+    audit: createAudit({ events: createSecurityEventQueries(db), clock, log }),
   };
 }
 

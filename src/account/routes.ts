@@ -20,6 +20,8 @@ import type { Logger } from '../log.js';
 import { ACCOUNT_CLIENT_ID } from '../oidc/provider.js';
 import type { Services } from '../services.js';
 import { epochSeconds } from '../clock.js';
+import { requestFacts } from '../http/request-facts.js';
+import type { AuditEvent } from '../auth/audit.js';
 import type { AccountSession, AccountSessions } from './session.js';
 
 export interface AccountDeps {
@@ -35,7 +37,7 @@ export interface AccountDeps {
 const date = (seconds: number | null) => (seconds ? new Date(seconds * 1000).toISOString().slice(0, 16).replace('T', ' ') + ' UTC' : 'never');
 
 export function createAccountRoutes(deps: AccountDeps): Router {
-  const { config, csrf, services, accounts, clock, log } = deps;
+  const { config, csrf, services, accounts, clock } = deps;
   const router = new Router();
   const secure = config.issuer.startsWith('https:');
   const stateCookie = secure ? '__Host-idp_account' : 'idp_account';
@@ -48,6 +50,9 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     const names = needing.map((c) => c.client_name ?? c.client_id).join(', ');
     return `You could no longer sign in to ${names} without setting up a new factor there: add another factor first.`;
   }
+
+  const audit = (ctx: Context, account: AccountSession, event: Omit<AuditEvent, 'userId' | 'outcome'> & { outcome?: AuditEvent['outcome'] }) =>
+    services.audit.record({ outcome: 'success', userId: account.user.id, username: account.user.username, ...requestFacts(ctx, ACCOUNT_CLIENT_ID), ...event });
 
   async function requireAccount(ctx: Context): Promise<AccountSession | undefined> {
     const account = await accounts.current(ctx);
@@ -138,6 +143,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     const name = (ok.form.name ?? '').trim().slice(0, 100);
     assertThat(name, new AppError('invalid_request', 'Give the passkey a name.'));
     await services.passkeyQueries.rename(ok.account.user.id, ctx.params.id!, name);
+    await audit(ctx, ok.account, { type: 'passkey_renamed', detail: { name } });
     ctx.status = 303;
     ctx.redirect('/account');
   });
@@ -151,7 +157,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     if (conflict) return renderAccount(ctx, account, { error: conflict }, 409);
     assertThat(await services.passkeyQueries.remove(account.user.id, ctx.params.id!), new AppError('not_found', 'No such passkey.', { status: 404 }));
     if (!hasAnyFactor(after)) await services.recovery.removeAll(account.user.id);
-    log.info('factor removed', { factor: 'passkey', user_id: account.user.id });
+    await audit(ctx, account, { type: 'factor_removed', detail: { factor: 'passkey' } });
     return renderAccount(ctx, (await accounts.current(ctx))!, { message: 'Passkey removed.', removedCredential: ctx.params.id });
   });
 
@@ -184,7 +190,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
         uri: enrollment.uri, secret: enrollment.secret.replace(/(.{4})/g, '$1 ').trim(),
       }, 400);
     }
-    log.info('factor enrolled', { factor: 'otp', user_id: account.user.id });
+    await audit(ctx, account, { type: 'factor_enrolled', detail: { factor: 'otp' } });
     if (hasAnyFactor(account.enrolled)) {
       return renderAccount(ctx, (await accounts.current(ctx))!, { message: 'Authenticator app added.' });
     }
@@ -204,7 +210,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     if (conflict) return renderAccount(ctx, account, { error: conflict }, 409);
     await services.totp.remove(account.user.id);
     if (!hasAnyFactor(after)) await services.recovery.removeAll(account.user.id);
-    log.info('factor removed', { factor: 'otp', user_id: account.user.id });
+    await audit(ctx, account, { type: 'factor_removed', detail: { factor: 'otp' } });
     return renderAccount(ctx, (await accounts.current(ctx))!, { message: 'Authenticator app removed.' });
   });
 
@@ -214,7 +220,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     const { account } = ok;
     assertThat(hasAnyFactor(account.enrolled), new AppError('invalid_request', 'Recovery codes come with a passkey or an authenticator app: add one first.'));
     const codes = await services.recovery.regenerate(account.user.id);
-    log.info('recovery codes regenerated', { user_id: account.user.id });
+    await audit(ctx, account, { type: 'recovery_codes_regenerated' });
     return renderPage(ctx, 'recovery-codes', {
       title: 'Save your recovery codes', csrf: csrf.token(ctx), codes, continueUrl: '/account',
       download: `data:text/plain;charset=utf-8,${encodeURIComponent(`wrnexus-sso recovery codes for ${account.user.username}\n\n${codes.join('\n')}\n`)}`,
@@ -235,7 +241,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
       return renderAccount(ctx, account, { error: (err as AppError).message }, 400);
     }
     await services.users.update(account.user.id, { password_hash: await hashPassword(password, config.password), updated_at: epochSeconds(clock) });
-    log.info('password changed', { user_id: account.user.id });
+    await audit(ctx, account, { type: 'password_changed' });
     return renderAccount(ctx, account, { message: 'Password changed.' });
   });
 

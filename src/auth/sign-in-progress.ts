@@ -60,6 +60,12 @@ export function createSignInProgress(deps: { queries: SignInProgressQueries; clo
       await queries.update(progress.uid, { user_id: userId, factors: JSON.stringify(factors) });
       return { ...progress, userId, factors };
     },
+    /** Binds the sign-in to a fresh cookie value; the old one stops working. */
+    async rotate(uid: string): Promise<string> {
+      const cookie = `${uid}.${randomBytes(32).toString('base64url')}`;
+      await queries.update(uid, { binding: hash(cookie) });
+      return cookie;
+    },
     async setNotice(progress: Progress, notice: string | undefined): Promise<void> {
       await queries.update(progress.uid, { notice: notice ?? null });
     },

@@ -79,17 +79,17 @@ export function createUserService(deps: { users: UserQueries; policy: PasswordPo
 export type UserService = ReturnType<typeof createUserService>;
 
 /**
- * First factor: the user behind `login` (username or e-mail) when `password` is right and the account is
- * usable. Unknown, wrong and disabled all answer undefined after the same bcrypt work.
+ * First factor: finds the user behind `login` (username or e-mail) and checks the password. Unknown,
+ * wrong and disabled all answer `user: undefined` after the same bcrypt work (no enumeration by timing).
+ * `subject` names the throttle bucket: the user id, or the typed login for unknown users.
  */
-export async function verifyPasswordLogin(
-  deps: { users: UserQueries; verifier: PasswordVerifier },
-  login: string,
-  password: string,
-): Promise<UserRow | undefined> {
+export async function findLoginUser(users: UserQueries, login: string): Promise<{ user: UserRow | undefined; subject: string }> {
   const normalised = login.trim().toLowerCase();
-  const user = normalised ? await deps.users.findByLogin(normalised) : undefined;
-  const ok = await deps.verifier.verify(password, user?.password_hash);
-  if (!ok || !user || user.disabled) return undefined;
-  return user;
+  const user = normalised ? await users.findByLogin(normalised) : undefined;
+  return { user, subject: user?.id ?? `login:${normalised.slice(0, 254)}` };
+}
+
+export async function checkPassword(verifier: PasswordVerifier, user: UserRow | undefined, password: string): Promise<UserRow | undefined> {
+  const ok = await verifier.verify(password, user?.password_hash);
+  return ok && user && !user.disabled ? user : undefined;
 }

@@ -2,7 +2,17 @@
  * The configuration schema: the only home of defaults. `config/idp.schema.json` is generated from it
  * (`npm run schema`) so editors can complete and check `config/idp.yaml`.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
+
+function isIpOrCidr(value: string): boolean {
+  const [address, prefix, ...rest] = value.split('/');
+  const family = isIP(address ?? '');
+  if (!family || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  const bits = Number(prefix);
+  return /^\d+$/.test(prefix) && bits <= (family === 4 ? 32 : 128);
+}
 
 const url = z.url({ error: 'expected a URL' });
 const urlList = z.array(url, { error: 'expected a list of URLs' });
@@ -87,6 +97,18 @@ export const configSchema = z.strictObject({
     refresh_token: seconds(14 * 24 * 3600, 'Refresh token lifetime.'),
     grant: seconds(14 * 24 * 3600, 'Grant (consent) lifetime.'),
   }).prefault({}),
+  throttle: z.strictObject({
+    backoff_after: z.int().min(1).default(5).describe('Consecutive failures of one factor before exponential back-off starts.'),
+    max_backoff_seconds: z.int().min(1).default(900).describe('Longest back-off between attempts.'),
+    lock_after: z.int().min(2).max(99, { error: 'must be below 100 (NIST SP 800-63B §5.2.2)' }).default(20)
+      .describe('Consecutive failures of one factor that lock it (for lock_seconds).'),
+    lock_seconds: z.int().min(1).default(3600).describe('How long a lock lasts; operators can unlock sooner.'),
+    ip_max_failures: z.int().min(1).default(100).describe('Failed verifications allowed from one IP address per window, across accounts.'),
+    ip_window_seconds: z.int().min(1).default(900),
+  }).prefault({}),
+  trusted_proxies: z.array(z.string().refine((v) => isIpOrCidr(v), { error: 'expected an IP address or CIDR range' }), {
+    error: 'expected a list of IP addresses or CIDR ranges',
+  }).default([]).describe('Reverse proxies whose X-Forwarded-For is believed; from anyone else it is ignored.'),
   clients: z.array(clientSchema, { error: 'expected a list of clients' }).default([]),
 }).superRefine((config, ctx) => {
   const seen = new Set<string>();

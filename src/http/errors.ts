@@ -32,6 +32,8 @@ export function errorHandler(log: Logger) {
       if (error.status >= 500) {
         log.error('request failed', { path: ctx.path, method: ctx.method, error: String((err as Error)?.stack ?? err) });
       }
+      const retryAfter = (err as { retryAfter?: number }).retryAfter;
+      if (typeof retryAfter === 'number') ctx.set('Retry-After', String(Math.ceil(retryAfter)));
       const description = error.expose ? error.message : 'Something went wrong on our side. Please try again later.';
       if (ctx.path.startsWith('/api/') || (ctx.accepts('html', 'json') === 'json')) {
         ctx.status = error.status;

@@ -11,7 +11,9 @@ import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { AppError, assertThat } from '../errors.js';
 import { hasAnyFactor, type Method } from '../auth/sign-in-policy.js';
-import { verifyPasswordLogin } from '../auth/users.js';
+import { checkPassword, findLoginUser } from '../auth/users.js';
+import { ThrottledError, type Factor } from '../auth/throttle.js';
+import { requestFacts } from '../http/request-facts.js';
 import { readForm } from '../http/body.js';
 import type { CookieJar } from '../http/cookies.js';
 import type { Csrf } from '../http/csrf.js';
@@ -46,7 +48,7 @@ const METHOD_TEXT: Record<Method, string> = {
 const FAILED = 'That did not work. Check the code and try again.';
 
 export function createInteractionRoutes(deps: InteractionDeps): Router {
-  const { provider, csrf, cookies, services, states, clock, log } = deps;
+  const { provider, csrf, cookies, services, states, clock } = deps;
   const router = new Router();
 
   const redirectTo = (ctx: Context, url: string) => {
@@ -69,14 +71,49 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     return { form, state };
   }
 
+  /** A new sign-in cookie after every verified factor, so a value planted before it is worthless (no fixation). */
+  async function rotateProgressCookie(ctx: Context, state: SignInState) {
+    const cookie = await services.progress.rotate(state.progress.uid);
+    cookies.set(ctx, cookies.names.signIn, cookie, state.interactionTtl * 1000);
+  }
+
   async function finish(ctx: Context, state: SignInState) {
     const result = states.loginResult(state);
     await services.progress.finish(state.progress.uid);
     cookies.clear(ctx, cookies.names.signIn);
-    log.info('sign-in completed', {
-      user_id: state.user!.id, client_id: state.interaction.params.client_id, acr: result.login.acr, amr: result.login.amr,
+    await services.audit.record({
+      type: 'sign_in', outcome: 'success', userId: state.user!.id, username: state.user!.username,
+      ...requestFacts(ctx, state.interaction.params.client_id), detail: { acr: result.login.acr ?? '', amr: result.login.amr.join(' ') },
     });
     redirectTo(ctx, await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }));
+  }
+
+  /**
+   * One throttled verification of a factor: reserves the attempt, runs `verify`, records the outcome in
+   * the audit trail. A throttled attempt is refused before the secret is looked at (429 page).
+   */
+  async function attemptFactor(ctx: Context, state: SignInState, factor: Factor, subject: string, verify: () => Promise<boolean>, whileThrottled?: () => Promise<unknown>) {
+    const facts = requestFacts(ctx, state.interaction.params.client_id);
+    let attempt;
+    try {
+      attempt = await services.throttle.begin(factor, subject, facts.ip);
+    } catch (err) {
+      if (err instanceof ThrottledError) {
+        // The same work as a real check, so a locked account looks like any other (no timing oracle).
+        await whileThrottled?.();
+        await services.audit.record({ type: 'sign_in', outcome: 'refused', userId: state.user?.id, ...facts, detail: { factor, reason: `throttled_${err.scope}` } });
+      }
+      throw err;
+    }
+    const ok = await verify();
+    if (ok) {
+      await attempt.succeeded();
+      return true;
+    }
+    const locked = await attempt.failed();
+    await services.audit.record({ type: 'sign_in', outcome: 'failure', userId: state.user?.id, ...facts, detail: { factor } });
+    if (locked) await services.audit.record({ type: 'lockout', outcome: 'success', userId: state.user?.id, ...facts, detail: { factor } });
+    return false;
   }
 
   const common = (ctx: Context, state: SignInState) => ({
@@ -185,14 +222,19 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
   router.post('/interaction/:uid/login', async (ctx) => {
     const { form, state } = await postedStep(ctx);
     const login = (form.login ?? '').slice(0, 254);
-    const user = await verifyPasswordLogin({ users: services.users, verifier: services.verifier }, login, form.password ?? '');
-    if (!user) {
-      log.info('sign-in failed', { factor: 'pwd', client_id: state.interaction.params.client_id, ip: ctx.ip });
+    const password = form.password ?? '';
+    const found = await findLoginUser(services.users, login);
+    let user: Awaited<ReturnType<typeof checkPassword>>;
+    const ok = await attemptFactor(ctx, { ...state, user: found.user }, 'pwd', found.subject, async () => {
+      user = await checkPassword(services.verifier, found.user, password);
+      return !!user;
+    }, () => services.verifier.verify(password, undefined));
+    if (!ok || !user) {
       // One message for unknown user, wrong password and disabled account (no enumeration).
       return renderStep(ctx, { ...state, step: { kind: 'first-factor' } }, { login, error: 'The username or password is incorrect.' }, 401);
     }
-    log.info('factor verified', { factor: 'pwd', user_id: user.id, ip: ctx.ip });
     await services.progress.addFactor(state.progress, user.id, { method: 'pwd', at: epochSeconds(clock) });
+    await rotateProgressCookie(ctx, state);
     return backToStep(ctx, state.interaction.uid);
   });
 
@@ -200,12 +242,12 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     const { form, state } = await postedStep(ctx);
     assertThat(state.step.kind === 'second-factor' && state.step.methods.includes('totp'),
       new AppError('invalid_request', 'An authenticator app code is not expected at this step.'));
-    if (!(await services.totp.verify(state.user!.id, form.code ?? ''))) {
-      log.info('sign-in failed', { factor: 'otp', user_id: state.user!.id, ip: ctx.ip });
+    const user = state.user!;
+    if (!(await attemptFactor(ctx, state, 'otp', user.id, () => services.totp.verify(user.id, form.code ?? '')))) {
       return renderStep(ctx, state, { method: 'totp', error: FAILED }, 401);
     }
-    log.info('factor verified', { factor: 'otp', user_id: state.user!.id, ip: ctx.ip });
-    await services.progress.addFactor(state.progress, state.user!.id, { method: 'otp', at: epochSeconds(clock) });
+    await services.progress.addFactor(state.progress, user.id, { method: 'otp', at: epochSeconds(clock) });
+    await rotateProgressCookie(ctx, state);
     return backToStep(ctx, state.interaction.uid);
   });
 
@@ -213,13 +255,14 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     const { form, state } = await postedStep(ctx);
     assertThat(state.step.kind === 'second-factor' && state.step.methods.includes('recovery_code'),
       new AppError('invalid_request', 'A recovery code is not expected at this step.'));
-    if (!(await services.recovery.use(state.user!.id, form.recovery_code ?? ''))) {
-      log.info('sign-in failed', { factor: 'recovery_code', user_id: state.user!.id, ip: ctx.ip });
+    const user = state.user!;
+    if (!(await attemptFactor(ctx, state, 'recovery_code', user.id, () => services.recovery.use(user.id, form.recovery_code ?? '')))) {
       return renderStep(ctx, state, { method: 'recovery_code', error: FAILED }, 401);
     }
-    log.info('recovery code used', { user_id: state.user!.id, ip: ctx.ip });
-    const progress = await services.progress.addFactor(state.progress, state.user!.id, { method: 'recovery_code', at: epochSeconds(clock) });
+    await services.audit.record({ type: 'recovery_code_used', outcome: 'success', userId: user.id, ...requestFacts(ctx, state.interaction.params.client_id) });
+    const progress = await services.progress.addFactor(state.progress, user.id, { method: 'recovery_code', at: epochSeconds(clock) });
     await services.progress.setNotice(progress, 'recovery_used');
+    await rotateProgressCookie(ctx, state);
     return backToStep(ctx, state.interaction.uid);
   });
 
@@ -231,8 +274,9 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     if (!(await services.totp.confirmEnrollment(user.id, form.code ?? ''))) {
       return renderStep(ctx, state, { method: 'totp', error: FAILED }, 400);
     }
-    log.info('factor enrolled', { factor: 'otp', user_id: user.id });
+    await services.audit.record({ type: 'factor_enrolled', outcome: 'success', userId: user.id, ...requestFacts(ctx, state.interaction.params.client_id), detail: { factor: 'otp' } });
     await services.progress.addFactor(state.progress, user.id, { method: 'otp', at: epochSeconds(clock) });
+    await rotateProgressCookie(ctx, state);
     if (hasAnyFactor(state.enrolled)) return backToStep(ctx, state.interaction.uid);
     // The first factor: issue the recovery codes now, and show them this once.
     const codes = await services.recovery.regenerate(user.id);

@@ -26,6 +26,8 @@ export interface SignInState {
   requested: string[];
   demand: string;
   step: Step;
+  /** Seconds a sign-in stays open (the interaction lifetime). */
+  interactionTtl: number;
 }
 
 const NOTHING: Enrolled = { passkeys: 0, deviceBoundPasskeys: 0, totp: false, recoveryCodes: 0 };
@@ -55,7 +57,7 @@ export function createSignInStates(deps: { provider: Provider; services: Service
     const step: Step = usable ? nextStep({ demand, factors: progress.factors, enrolled }) : { kind: 'first-factor' };
     return {
       interaction, progress, user: usable, clientName: client?.clientName ?? String(interaction.params.client_id),
-      enrolled, requested, demand, step,
+      enrolled, requested, demand, step, interactionTtl: deps.interactionTtl,
     };
   }
 

@@ -16,6 +16,7 @@ import { AppError, assertThat } from '../errors.js';
 import { CHALLENGE_TTL_SECONDS } from '../auth/passkeys.js';
 import { hasAnyFactor } from '../auth/sign-in-policy.js';
 import { readJson } from '../http/body.js';
+import { requestFacts } from '../http/request-facts.js';
 import { isSameOrigin, type CookieJar } from '../http/cookies.js';
 import type { Logger } from '../log.js';
 import type { UserRow } from '../queries/users.js';
@@ -90,20 +91,35 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
   router.post('/api/auth/mfa/verify/webauthn', async (ctx) => {
     const body = await readJson(ctx) as AuthenticationResponseJSON;
     const cookie = existingChallengeCookie(ctx);
-    const verified = await services.passkeys.verifyAuthentication(challengeId(cookie, 'authentication'), body);
-    cookies.clear(ctx, cookies.names.webauthn);
     const signIn = await states.forApi(ctx);
+    const facts = requestFacts(ctx, signIn?.interaction.params.client_id);
+    // Usernameless attempts have no account yet: they count against the address.
+    const attempt = await services.throttle.begin('passkey', signIn?.user?.id ?? `anonymous:${facts.ip}`, facts.ip);
+    let verified;
+    try {
+      verified = await services.passkeys.verifyAuthentication(challengeId(cookie, 'authentication'), body);
+    } catch (err) {
+      const locked = await attempt.failed();
+      await services.audit.record({ type: 'sign_in', outcome: 'failure', userId: signIn?.user?.id, ...facts, detail: { factor: 'passkey' } });
+      if (locked) await services.audit.record({ type: 'lockout', outcome: 'success', userId: signIn?.user?.id, ...facts, detail: { factor: 'passkey' } });
+      throw err;
+    } finally {
+      cookies.clear(ctx, cookies.names.webauthn);
+    }
     assertThat(signIn && (!verified.interactionUid || verified.interactionUid === signIn.progress.uid),
       new AppError('session_not_found', 'There is no sign-in in progress in this browser. Please start again from the app.'));
     const user = await services.users.findById(verified.userId);
     if (!user || user.disabled) {
+      await attempt.failed();
       log.info('passkey refused', { reason: 'user missing or disabled', user_id: verified.userId });
       throw new AppError('passkey_failed', 'The passkey could not be verified. Please try again.');
     }
+    await attempt.succeeded();
     await services.progress.addFactor(signIn.progress, user.id, {
       method: 'passkey', at: epochSeconds(clock), userVerified: verified.userVerified, backupEligible: verified.backupEligible,
     });
-    log.info('factor verified', { factor: 'passkey', user_id: user.id, ip: ctx.ip });
+    // A fresh sign-in cookie after the factor (no fixation).
+    cookies.set(ctx, cookies.names.signIn, await services.progress.rotate(signIn.progress.uid), signIn.interactionTtl * 1000);
     ctx.body = { redirectTo: `${issuer}/interaction/${signIn.progress.uid}` };
   });
 
@@ -123,13 +139,17 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
       challengeId(cookie, 'registration'), user.id, body, typeof body.name === 'string' ? body.name : undefined,
     );
     cookies.clear(ctx, cookies.names.webauthn);
-    log.info('factor enrolled', { factor: 'passkey', user_id: user.id, backup_eligible: row.backup_eligible });
+    await services.audit.record({
+      type: 'factor_enrolled', outcome: 'success', userId: user.id, ...requestFacts(ctx, signIn?.interaction.params.client_id),
+      detail: { factor: 'passkey', name: row.name, synced: row.backup_eligible },
+    });
     const out: { id: string; name: string; redirectTo?: string; recoveryCodes?: string[] } = { id: row.id, name: row.name };
     if (firstFactor) out.recoveryCodes = await services.recovery.regenerate(user.id);
     if (signIn) {
       await services.progress.addFactor(signIn.progress, user.id, {
         method: 'passkey', at: epochSeconds(clock), userVerified: row.user_verified, backupEligible: row.backup_eligible,
       });
+      cookies.set(ctx, cookies.names.signIn, await services.progress.rotate(signIn.progress.uid), signIn.interactionTtl * 1000);
       out.redirectTo = `${issuer}/interaction/${signIn.progress.uid}`;
     } else {
       out.redirectTo = `${issuer}/account`;

@@ -79,6 +79,8 @@ export async function startIdp(database: TestDatabase, options: {
   const file = path.join(database.target.data_dir, `idp-${port}.yaml`);
   writeFileSync(file, YAML.stringify({
     password: { bcrypt_cost: 4 },
+    // Suites that are not about throttling make many failed attempts on purpose: a lenient limit.
+    throttle: { backoff_after: 60, lock_after: 90, ip_max_failures: 10_000 },
     clients: options.clients ?? defaultClients(REDIRECT_URI),
     ...options.extra,
   }));

@@ -1,0 +1,52 @@
+/**
+ * The audit trail: security events with who, what, from where and the outcome. Callers pass facts,
+ * never secrets; `detail` holds small non-secret context (the factor, a passkey's name).
+ */
+import type { Clock } from '../clock.js';
+import { epochSeconds } from '../clock.js';
+import type { Logger } from '../log.js';
+import type { SecurityEventQueries } from '../queries/security-events.js';
+
+export type EventType =
+  | 'sign_in' | 'factor_verified' | 'lockout' | 'factor_enrolled' | 'factor_removed' | 'recovery_code_used'
+  | 'recovery_codes_regenerated' | 'password_changed' | 'passkey_renamed'
+  | 'cli_user_added' | 'cli_user_deleted' | 'cli_user_disabled' | 'cli_user_enabled' | 'cli_password_set' | 'cli_user_unlocked'
+  | 'secrets_rotated';
+
+export interface RequestFacts {
+  ip?: string;
+  userAgent?: string;
+  clientId?: string;
+}
+
+export interface AuditEvent extends RequestFacts {
+  type: EventType;
+  outcome: 'success' | 'failure' | 'refused';
+  userId?: string;
+  username?: string;
+  detail?: Record<string, string | number | boolean>;
+}
+
+export function createAudit(deps: { events: SecurityEventQueries; clock: Clock; log: Logger }) {
+  const { events, clock, log } = deps;
+  return {
+    async record(event: AuditEvent): Promise<void> {
+      const row = {
+        at: epochSeconds(clock),
+        type: event.type,
+        outcome: event.outcome,
+        user_id: event.userId ?? null,
+        username: event.username ?? null,
+        client_id: event.clientId?.slice(0, 255) ?? null,
+        ip: event.ip?.slice(0, 64) ?? null,
+        user_agent: event.userAgent?.slice(0, 300) ?? null,
+        detail: event.detail ? JSON.stringify(event.detail) : null,
+      };
+      log.info(`security event: ${event.type}`, { outcome: event.outcome, user_id: row.user_id, client_id: row.client_id, ip: row.ip, ...event.detail });
+      await events.insert(row);
+    },
+    list: events.list,
+  };
+}
+
+export type Audit = ReturnType<typeof createAudit>;

@@ -1,0 +1,90 @@
+/**
+ * Rate limiting for every verification path (NIST SP 800-63B §5.2.2, OWASP ASVS V6.3): per account and
+ * factor, consecutive failures bring exponential back-off and then a lock that expires by itself; per
+ * client IP, a ceiling on failures across accounts against spraying. Counters live in the database,
+ * so instances share them, and an attempt is counted *before* the secret is checked, so a burst of
+ * parallel guesses cannot slip past the limit.
+ */
+import type { Clock } from '../clock.js';
+import { epochSeconds } from '../clock.js';
+import { AppError } from '../errors.js';
+import type { ThrottleQueries } from '../queries/throttle.js';
+
+export interface ThrottlePolicy {
+  /** Consecutive failures before back-off starts. */
+  backoff_after: number;
+  /** Longest back-off between attempts, in seconds. */
+  max_backoff_seconds: number;
+  /** Consecutive failures that lock the factor for `lock_seconds`. */
+  lock_after: number;
+  lock_seconds: number;
+  /** Failures allowed from one IP address within `ip_window_seconds`, across all accounts. */
+  ip_max_failures: number;
+  ip_window_seconds: number;
+}
+
+export type Factor = 'pwd' | 'otp' | 'recovery_code' | 'passkey';
+
+export class ThrottledError extends AppError {
+  constructor(readonly retryAfter: number, readonly scope: 'account' | 'ip') {
+    const minutes = Math.max(1, Math.ceil(retryAfter / 60));
+    super('too_many_attempts', `Too many attempts. Please wait ${minutes} minute${minutes === 1 ? '' : 's'} and try again.`, { status: 429 });
+  }
+}
+
+export interface Attempt {
+  /** Call after a successful verification: the consecutive-failure count starts over. */
+  succeeded(): Promise<void>;
+  /** Call after a failed verification. Returns true if this failure locked the factor. */
+  failed(): Promise<boolean>;
+}
+
+export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; policy: ThrottlePolicy }) {
+  const { queries, clock, policy } = deps;
+  const now = () => epochSeconds(clock);
+  const ipKey = (ip: string) => `ip:${ip}:${Math.floor(now() / policy.ip_window_seconds)}`;
+
+  const backoff = (failures: number) => (failures < policy.backoff_after ? 0
+    : Math.min(policy.max_backoff_seconds, 2 ** (failures - policy.backoff_after)));
+
+  return {
+    /**
+     * Reserves one attempt of `factor` for `subject` (a user id, or the typed login for unknown users)
+     * from `ip`; throws ThrottledError (status 429, retryAfter) when either limit says no.
+     */
+    async begin(factor: Factor, subject: string, ip: string): Promise<Attempt> {
+      const ipRow = await queries.read(ipKey(ip));
+      if (ipRow.failures >= policy.ip_max_failures) {
+        throw new ThrottledError(policy.ip_window_seconds - (now() % policy.ip_window_seconds), 'ip');
+      }
+      const key = `acct:${subject}:${factor}`;
+      const taken = await queries.take(key, now());
+      if (!taken) {
+        const { blocked_until: until } = await queries.read(key);
+        throw new ThrottledError(Math.max(1, (until ?? now()) - now()), 'account');
+      }
+      if (taken.failures > policy.lock_after) {
+        await queries.blockUntil(key, now() + policy.lock_seconds, now());
+        throw new ThrottledError(policy.lock_seconds, 'account');
+      }
+      return {
+        succeeded: () => queries.reset(key),
+        async failed() {
+          await queries.increment(ipKey(ip), now());
+          if (taken.failures >= policy.lock_after) {
+            await queries.blockUntil(key, now() + policy.lock_seconds, now());
+            return true;
+          }
+          const wait = backoff(taken.failures);
+          if (wait > 0) await queries.blockUntil(key, now() + wait, now());
+          return false;
+        },
+      };
+    },
+    /** Operator unlock: clears every counter of the user. */
+    unlock: (userId: string) => queries.resetPrefix(`acct:${userId}:`),
+    deleteStale: () => queries.deleteStale(now() - 24 * 3600),
+  };
+}
+
+export type Throttle = ReturnType<typeof createThrottle>;
