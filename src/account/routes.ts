@@ -34,6 +34,19 @@ export interface AccountDeps {
   log: Logger;
 }
 
+/** The events a user sees about their own account: new sign-ins and factor changes. */
+const SHOWN_EVENTS: Record<string, string> = {
+  sign_in: 'Signed in',
+  lockout: 'Too many failed attempts: sign-in paused',
+  factor_enrolled: 'Second factor added',
+  factor_removed: 'Second factor removed',
+  recovery_code_used: 'Recovery code used',
+  recovery_codes_regenerated: 'New recovery codes created',
+  password_changed: 'Password changed',
+  cli_password_set: 'Password set by an administrator',
+  cli_user_unlocked: 'Unlocked by an administrator',
+};
+
 const date = (seconds: number | null) => (seconds ? new Date(seconds * 1000).toISOString().slice(0, 16).replace('T', ' ') + ' UTC' : 'never');
 
 export function createAccountRoutes(deps: AccountDeps): Router {
@@ -80,6 +93,10 @@ export function createAccountRoutes(deps: AccountDeps): Router {
 
   async function renderAccount(ctx: Context, account: AccountSession, extra: { message?: string; error?: string; removedCredential?: string } = {}, status = 200) {
     const passkeys = await services.passkeyQueries.listForUser(account.user.id);
+    const events = (await services.audit.list({ userId: account.user.id, limit: 50 }))
+      .filter((e) => SHOWN_EVENTS[e.type] && !(e.type === 'sign_in' && e.outcome !== 'success'))
+      .slice(0, 10)
+      .map((e) => ({ when: date(e.at), what: SHOWN_EVENTS[e.type]!, where: e.ip ?? '', app: e.client_id ?? '' }));
     renderPage(ctx, 'account', {
       title: 'Your account',
       csrf: csrf.token(ctx),
@@ -94,6 +111,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
       hasFactor: hasAnyFactor(account.enrolled),
       rpId: new URL(config.issuer).hostname,
       logoutUrl: `/session/end?client_id=${ACCOUNT_CLIENT_ID}`,
+      events,
       ...extra,
     }, status);
   }

@@ -59,13 +59,12 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
       }
       const key = `acct:${subject}:${factor}`;
       const taken = await queries.take(key, now());
-      if (!taken) {
+      if (!taken || taken.failures > policy.lock_after) {
+        // Refused guesses still count against the address: hammering a locked account is spraying too.
+        await queries.increment(ipKey(ip), now());
+        if (taken) await queries.blockUntil(key, now() + policy.lock_seconds, now());
         const { blocked_until: until } = await queries.read(key);
         throw new ThrottledError(Math.max(1, (until ?? now()) - now()), 'account');
-      }
-      if (taken.failures > policy.lock_after) {
-        await queries.blockUntil(key, now() + policy.lock_seconds, now());
-        throw new ThrottledError(policy.lock_seconds, 'account');
       }
       return {
         succeeded: () => queries.reset(key),

@@ -10,6 +10,18 @@ import { AppError } from '../errors.js';
 import { createUserService } from '../auth/users.js';
 import { createUserQueries } from '../queries/users.js';
 import { promptNewPassword, readPasswordFromStdin } from './password-input.js';
+import { createAudit, type EventType } from '../auth/audit.js';
+import { createThrottle } from '../auth/throttle.js';
+import { createSecurityEventQueries } from '../queries/security-events.js';
+import { createThrottleQueries } from '../queries/throttle.js';
+import { silentLogger } from '../log.js';
+
+/** `30m`, `24h`, `7d` → seconds. */
+function parseDuration(text: string): number {
+  const match = /^(\d+)\s*([smhd])$/.exec(text.trim());
+  if (!match) throw new UsageError(`--since: expected a duration like 30m, 24h or 7d, got ${JSON.stringify(text)}`);
+  return Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[match[2] as 's' | 'm' | 'h' | 'd'];
+}
 
 const USAGE = `usage: npm run idp -- <command>
 
@@ -19,6 +31,8 @@ const USAGE = `usage: npm run idp -- <command>
   users disable <username>
   users enable <username>
   users delete <username>
+  users unlock <username>
+  audit [--user <username>] [--since <duration, e.g. 30m, 24h, 7d>] [--json]
   migrate
 
 Without --password-stdin the password is asked for on the terminal, without echo.`;
@@ -38,6 +52,9 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       email: { type: 'string' },
       name: { type: 'string' },
       'password-stdin': { type: 'boolean', default: false },
+      user: { type: 'string' },
+      since: { type: 'string' },
+      json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -55,9 +72,32 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       out(applied.length ? `applied ${applied.join(', ')} to ${describeDatabase(config)}` : `${describeDatabase(config)} is up to date`);
       return;
     }
-    if (group !== 'users' || !command) throw new UsageError(`unknown command: ${positionals.join(' ')}`);
     await migrate(db);
     const service = createUserService({ users: createUserQueries(db), policy: config.password, clock: systemClock });
+    const audit = createAudit({ events: createSecurityEventQueries(db), clock: systemClock, log: silentLogger });
+    const cliEvent = (type: EventType, user: { id: string; username: string }) =>
+      audit.record({ type, outcome: 'success', userId: user.id, username: user.username, userAgent: 'idp CLI' });
+
+    if (group === 'audit') {
+      if (command !== undefined) throw new UsageError('audit takes options only');
+      const user = values.user ? await service.find(values.user) : undefined;
+      const since = values.since ? Math.floor(Date.now() / 1000) - parseDuration(values.since) : undefined;
+      const events = await audit.list({ userId: user?.id, since, limit: 1000 });
+      if (values.json) {
+        for (const e of events) out(JSON.stringify({ ...e, time: new Date(e.at * 1000).toISOString(), detail: e.detail ? JSON.parse(e.detail) : undefined }));
+        return;
+      }
+      if (events.length === 0) {
+        out('no security events');
+        return;
+      }
+      for (const e of events) {
+        out([new Date(e.at * 1000).toISOString(), e.type, e.outcome, e.username ?? e.user_id ?? '-', e.client_id ?? '-', e.ip ?? '-',
+          e.detail ?? ''].join('  '));
+      }
+      return;
+    }
+    if (group !== 'users' || !command) throw new UsageError(`unknown command: ${positionals.join(' ')}`);
     const password = () => (values['password-stdin'] ? readPasswordFromStdin() : promptNewPassword());
 
     switch (command) {
@@ -65,6 +105,7 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
         const [username] = positional(rest, 1, 'users add <username> --email <email>');
         if (!values.email) throw new UsageError('users add needs --email <email>');
         const user = await service.add({ username: username!, email: values.email, name: values.name, password: await password() });
+        await cliEvent('cli_user_added', user);
         out(`added ${user.username} <${user.email}> (id ${user.id})`);
         return;
       }
@@ -84,22 +125,35 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       }
       case 'set-password': {
         const [username] = positional(rest, 1, 'users set-password <username>');
-        await service.find(username!);
+        const user = await service.find(username!);
         await service.setPassword(username!, await password());
-        out(`password changed for ${username}`);
+        await cliEvent('cli_password_set', user);
+        out(`password changed for ${user.username}`);
         return;
       }
       case 'disable':
       case 'enable': {
         const [username] = positional(rest, 1, `users ${command} <username>`);
+        const user = await service.find(username!);
         await service.setDisabled(username!, command === 'disable');
-        out(`${command}d ${username}`);
+        await cliEvent(command === 'disable' ? 'cli_user_disabled' : 'cli_user_enabled', user);
+        out(`${command}d ${user.username}`);
         return;
       }
       case 'delete': {
         const [username] = positional(rest, 1, 'users delete <username>');
+        const user = await service.find(username!);
         await service.remove(username!);
-        out(`deleted ${username}`);
+        await cliEvent('cli_user_deleted', user);
+        out(`deleted ${user.username}`);
+        return;
+      }
+      case 'unlock': {
+        const [username] = positional(rest, 1, 'users unlock <username>');
+        const user = await service.find(username!);
+        const cleared = await createThrottle({ queries: createThrottleQueries(db), clock: systemClock, policy: config.throttle }).unlock(user.id);
+        await cliEvent('cli_user_unlocked', user);
+        out(cleared > 0 ? `unlocked ${user.username}` : `${user.username} was not locked`);
         return;
       }
       default:

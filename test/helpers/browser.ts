@@ -36,6 +36,8 @@ export interface Page {
 
 export class Browser {
   private cookies: Cookie[] = [];
+  /** Sent with every request (e.g. X-Forwarded-For through a trusted proxy). */
+  headers: Record<string, string> = {};
 
   /**
    * `route` picks the server a request really goes to (as a load balancer would); the browser keeps
@@ -71,6 +73,13 @@ export class Browser {
 
   cookieNames(): string[] { return this.cookies.map((c) => c.name); }
 
+  cookie(name: string): string | undefined { return this.cookies.find((c) => c.name === name)?.value; }
+
+  setCookie(name: string, value: string, path = '/'): void {
+    this.cookies = this.cookies.filter((c) => !(c.name === name && c.path === path));
+    this.cookies.push({ name, value, path });
+  }
+
   /** A same-origin JSON API call, as our pages' JavaScript makes it (Origin header included). */
   async api<T = Record<string, unknown>>(method: 'GET' | 'POST', url: string, body?: unknown, headers: Record<string, string> = {}):
   Promise<{ status: number; body: T; headers: Headers }> {
@@ -84,7 +93,7 @@ export class Browser {
 
   async request(url: string, init: { method?: string; form?: Record<string, string>; json?: unknown; headers?: Record<string, string> } = {}): Promise<Page> {
     const target = new URL(url, this.origin);
-    const headers: Record<string, string> = { accept: 'text/html', ...init.headers };
+    const headers: Record<string, string> = { accept: 'text/html', ...this.headers, ...init.headers };
     const cookie = this.cookieHeader(target);
     if (cookie) headers.cookie = cookie;
     let body: string | undefined;

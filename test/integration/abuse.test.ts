@@ -1,0 +1,251 @@
+/**
+ * Attacks, each asserting the refusal: OTP guessing (sequential and parallel), password spraying,
+ * spoofed X-Forwarded-For, enumeration by status, body and timing, forged cross-site posts, session
+ * fixation, and secrets leaking into logs.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { generateSync } from 'otplib';
+import * as oidc from 'openid-client';
+import { Browser, findForm, type Page } from '../helpers/browser.js';
+import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
+import { startIdp, type TestIdp } from '../helpers/idp.js';
+import { authorizeUrl, pkce, relyingParty, signIn, startAuthorization } from '../helpers/flows.js';
+import { createClientIp } from '../../src/http/client-ip.js';
+import { createLogger } from '../../src/log.js';
+import { projectRoot } from '../../src/paths.js';
+
+const STRICT = { backoff_after: 5, max_backoff_seconds: 8, lock_after: 20, lock_seconds: 3600, ip_max_failures: 1000, ip_window_seconds: 900 };
+
+describe('client IP resolution', () => {
+  const ip = createClientIp(['10.0.0.0/8', '::1']);
+  it('believes X-Forwarded-For only from trusted proxies, and only well-formed', () => {
+    expect(ip.resolve('203.0.113.9', '198.51.100.1')).toBe('203.0.113.9');
+    expect(ip.resolve('10.1.2.3', '198.51.100.1')).toBe('198.51.100.1');
+    expect(ip.resolve('10.1.2.3', '198.51.100.1, 10.9.9.9')).toBe('198.51.100.1');
+    expect(ip.resolve('10.1.2.3', '6.6.6.6, 198.51.100.1')).toBe('198.51.100.1');
+    expect(ip.resolve('10.1.2.3', 'not-an-ip')).toBe('10.1.2.3');
+    expect(ip.resolve('::ffff:203.0.113.9', undefined)).toBe('203.0.113.9');
+  });
+});
+
+describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
+  let database: TestDatabase;
+  let idp: TestIdp;
+  let now = Math.floor(Date.now() / 30_000) * 30_000 + 10_000;
+  const secrets = new Map<string, string>();
+  const logLines: string[] = [];
+
+  beforeAll(async () => {
+    database = await createTestDatabase(kind);
+    idp = await startIdp(database, {
+      clock: { now: () => now },
+      log: createLogger((line) => logLines.push(line)),
+      extra: { throttle: STRICT, trusted_proxies: ['127.0.0.1'] },
+    });
+  });
+  afterAll(async () => {
+    await idp?.close();
+    await database?.dispose();
+  });
+
+  async function userWithTotp(username: string) {
+    const user = await idp.users.add({ username, email: `${username}@example.com`, password: `${username}-password-1` });
+    const enrollment = await idp.app.services.totp.startEnrollment(user.id, user.email);
+    secrets.set(username, enrollment.secret);
+    expect(await idp.app.services.totp.confirmEnrollment(user.id, generateSync({ secret: enrollment.secret, epoch: Math.floor(now / 1000) }))).toBe(true);
+    now += 30_000;
+    return user;
+  }
+  const totpNow = (username: string) => generateSync({ secret: secrets.get(username)!, epoch: Math.floor(now / 1000) });
+  const wrongCode = (username: string) => String((Number(totpNow(username)) + 1) % 1_000_000).padStart(6, '0');
+
+  /** A browser from `ip` (through our trusted proxy), at the TOTP step of a first-party sign-in. */
+  async function pendingTotp(username: string, ip: string) {
+    const browser = new Browser(idp.issuer);
+    browser.headers['x-forwarded-for'] = ip;
+    const page = await signIn(browser, authorizeUrl(idp.issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' }),
+      username, `${username}-password-1`);
+    const form = findForm(page.body, '/totp');
+    const send = (code: string) => browser.request(new URL(form.action, page.url).toString(), { form: { ...form.fields, code } });
+    return { browser, page, send };
+  }
+
+  const runCli = (args: string[]) => spawnSync(process.execPath, [path.join(projectRoot, 'dist', 'src', 'cli', 'main.js'), ...args], {
+    env: { ...process.env, IDP_CONFIG: idp.config.file, IDP_DATA_DIR: database.target.data_dir, DATABASE_URL: database.target.database_url ?? '' },
+    encoding: 'utf8', timeout: 30_000,
+  });
+
+  it('locks TOTP before the 100th of 100 sequential wrong codes, says the same for the right code, and unlocks by CLI', async () => {
+    await userWithTotp('guess1');
+    const p = await pendingTotp('guess1', '198.51.100.1');
+    const statuses: number[] = [];
+    let lockedPage: Page | undefined;
+    for (let i = 0; i < 100; i += 1) {
+      const res = await p.send(wrongCode('guess1'));
+      statuses.push(res.status);
+      if (res.status === 429) {
+        const retry = Number(res.headers.get('retry-after'));
+        expect(retry).toBeGreaterThan(0);
+        if (retry < STRICT.lock_seconds) now += (retry + 1) * 1000; // wait out the back-off, not the lock
+        else lockedPage = res;
+      }
+    }
+    const evaluated = statuses.filter((s) => s === 401).length;
+    expect(evaluated).toBe(STRICT.lock_after);
+    expect(statuses.slice(-50).every((s) => s === 429)).toBe(true);
+    expect(lockedPage!.body).toContain('Too many attempts');
+
+    // Locked: the right code gets the very same answer as a wrong one.
+    const right = await p.send(totpNow('guess1'));
+    expect(right.status).toBe(429);
+    expect(right.body).toBe(lockedPage!.body);
+
+    const unlocked = runCli(['users', 'unlock', 'guess1']);
+    expect(unlocked.status).toBe(0);
+    expect(unlocked.stdout).toContain('unlocked guess1');
+    now += 30_000;
+    expect((await p.send(totpNow('guess1'))).status).toBe(303);
+  });
+
+  it('counts every one of 50 parallel wrong codes and evaluates no more than the lock allows', async () => {
+    const user = await userWithTotp('guess2');
+    const browsers = [];
+    for (let i = 0; i < 50; i += 1) browsers.push(await pendingTotp('guess2', '198.51.100.2'));
+    const results = await Promise.all(browsers.map((b) => b.send(wrongCode('guess2'))));
+    expect(results.every((r) => r.status === 401 || r.status === 429)).toBe(true);
+    expect(results.filter((r) => r.status === 401).length).toBeLessThanOrEqual(STRICT.lock_after);
+    const ipRows: Array<{ failures: number | string }> = await idp.db('throttle').where('key', 'like', 'ip:198.51.100.2:%').select('failures');
+    expect(ipRows.reduce((n, r) => n + Number(r.failures), 0)).toBe(50);
+    // Whatever the order, the account is now locked or backing off: even the right code is refused.
+    expect((await browsers[0]!.send(totpNow('guess2'))).status).toBe(429);
+    expect(await idp.app.services.throttle.unlock(user.id)).toBeGreaterThan(0);
+  });
+
+  it('throttles password spraying across accounts from one address', async () => {
+    const sprayIdp = await startIdp(database, { clock: { now: () => now }, extra: { throttle: { ...STRICT, ip_max_failures: 10 }, trusted_proxies: ['127.0.0.1'] } });
+    try {
+      await sprayIdp.users.add({ username: 'sprayed', email: 'sprayed@example.com', password: 'sprayed-password-1' });
+      const attempt = async (ip: string, login: string, password: string) => {
+        const browser = new Browser(sprayIdp.issuer);
+        browser.headers['x-forwarded-for'] = ip;
+        const page = await browser.get(authorizeUrl(sprayIdp.issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' }));
+        return browser.request(new URL(findForm(page.body, '/login').action, page.url).toString(), { form: { ...findForm(page.body, '/login').fields, login, password } });
+      };
+      for (let i = 0; i < 10; i += 1) expect((await attempt('203.0.113.7', `victim${i}`, 'Summer2026!')).status).toBe(401);
+      const blocked = await attempt('203.0.113.7', 'sprayed', 'sprayed-password-1');
+      expect(blocked.status).toBe(429);
+      expect(blocked.headers.get('retry-after')).toMatch(/^\d+$/);
+      // The same account from another address is unaffected.
+      expect((await attempt('203.0.113.8', 'sprayed', 'sprayed-password-1')).status).toBe(303);
+    } finally {
+      await sprayIdp.close();
+    }
+  });
+
+  it('ignores a spoofed X-Forwarded-For from an untrusted peer', async () => {
+    const direct = await startIdp(database, { clock: { now: () => now }, extra: { throttle: { ...STRICT, ip_max_failures: 5 } } });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 8; i += 1) {
+        const browser = new Browser(direct.issuer);
+        browser.headers['x-forwarded-for'] = `192.0.2.${i + 1}`;
+        const page = await browser.get(authorizeUrl(direct.issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' }));
+        const res = await browser.request(new URL(findForm(page.body, '/login').action, page.url).toString(), {
+          form: { ...findForm(page.body, '/login').fields, login: `spoof${i}`, password: 'wrong-password' },
+        });
+        statuses.push(res.status);
+      }
+      expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401]);
+      expect(statuses.slice(5)).toEqual([429, 429, 429]);
+    } finally {
+      await direct.close();
+    }
+  });
+
+  it('rotates the sign-in cookie at each factor and the session cookie at sign-in', async () => {
+    await userWithTotp('fixme');
+    const browser = new Browser(idp.issuer);
+    browser.headers['x-forwarded-for'] = '198.51.100.50';
+    const auth = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
+    const login = await browser.get(auth.url);
+    const beforePassword = browser.cookie('idp_signin');
+    expect(beforePassword).toBeDefined();
+    const totpPage = await browser.submit(login, '/login', { login: 'fixme', password: 'fixme-password-1' });
+    const afterPassword = browser.cookie('idp_signin');
+    expect(afterPassword).toBeDefined();
+    expect(afterPassword).not.toBe(beforePassword);
+
+    // A value planted before the password (session fixation) no longer names the sign-in: the API sees
+    // no sign-in for it, while the real browser is recognised as half-signed-in.
+    const attacker = new Browser(idp.issuer);
+    attacker.setCookie('idp_signin', beforePassword!);
+    expect((await attacker.api('POST', '/api/mfa/passkeys/start', {})).status).toBe(401);
+    expect((await browser.api('POST', '/api/mfa/passkeys/start', {})).status).toBe(403);
+
+    const done = await browser.submit(totpPage, '/totp', { code: totpNow('fixme') });
+    now += 30_000;
+    await auth.redeem(done);
+    const firstSession = browser.cookie('_session');
+    expect(firstSession).toBeDefined();
+    const again = await startAuthorization(await relyingParty(idp.issuer, 'first-party'), { prompt: 'login' });
+    const relogin = await browser.submit(await browser.get(again.url), '/login', { login: 'fixme', password: 'fixme-password-1' });
+    await again.redeem(await browser.submit(relogin, '/totp', { code: totpNow('fixme') }));
+    now += 30_000;
+    expect(browser.cookie('_session')).toBeDefined();
+    expect(browser.cookie('_session')).not.toBe(firstSession);
+  });
+
+  it('refuses cross-site form posts to consent and logout', async () => {
+    await idp.users.add({ username: 'csrf', email: 'csrf@example.com', password: 'csrf-password-1' });
+    const rp = await relyingParty(idp.issuer, 'web-app');
+    const auth = await startAuthorization(rp, { scope: 'openid email' });
+    const browser = new Browser(idp.issuer);
+    const consent = await signIn(browser, auth.url, 'csrf', 'csrf-password-1');
+    const form = findForm(consent.body, '/confirm');
+    const forged = await browser.request(new URL(form.action, consent.url).toString(), { form: {} });
+    expect(forged.status).toBe(403);
+    const tokens = await auth.redeem(await browser.submit(consent, '/confirm', {}));
+
+    const logout = await browser.get(oidc.buildEndSessionUrl(rp, { id_token_hint: tokens.id_token! }).toString());
+    const logoutForm = findForm(logout.body, '/session/end/confirm');
+    const forgedLogout = await browser.request(new URL(logoutForm.action, logout.url).toString(), { form: { logout: 'yes' } });
+    expect(forgedLogout.status).toBe(400);
+    // Still signed in: no password asked.
+    const still = await browser.get((await startAuthorization(rp, { scope: 'openid email' })).url);
+    expect(still.body).not.toContain('autocomplete="current-password"');
+  });
+
+  it('keeps passwords, codes, secrets and tokens out of the logs of a whole sign-in', async () => {
+    await userWithTotp('logged');
+    logLines.length = 0;
+    const browser = new Browser(idp.issuer);
+    const rp = await relyingParty(idp.issuer, 'first-party');
+    const auth = await startAuthorization(rp, { scope: 'openid profile' });
+    const totpPage = await signIn(browser, auth.url, 'logged', 'logged-password-1');
+    const code = totpNow('logged');
+    const wrong = wrongCode('logged');
+    await browser.submit(totpPage, '/totp', { code: wrong });
+    const tokens = await auth.redeem(await browser.submit(totpPage, '/totp', { code }));
+    await oidc.fetchUserInfo(rp, tokens.access_token, tokens.claims()!.sub);
+    const text = logLines.join('\n');
+    expect(text).toContain('sign_in');
+    for (const secret of ['logged-password-1', code, wrong, secrets.get('logged')!, tokens.access_token, tokens.id_token!,
+      browser.cookie('_session')!]) {
+      expect(text).not.toContain(secret);
+    }
+  });
+
+  it('prints the audit trail with the CLI', async () => {
+    const json = runCli(['audit', '--user', 'guess1', '--since', '1d', '--json']);
+    expect(json.status).toBe(0);
+    const events = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; outcome: string; ip: string; detail?: { factor?: string } });
+    expect(events.some((e) => e.type === 'lockout' && e.detail?.factor === 'otp')).toBe(true);
+    expect(events.some((e) => e.type === 'sign_in' && e.outcome === 'failure' && e.ip === '198.51.100.1')).toBe(true);
+    expect(events.some((e) => e.type === 'cli_user_unlocked')).toBe(true);
+    const text = runCli(['audit', '--since', 'soon']);
+    expect(text.status).toBe(1);
+    expect(text.stderr).toContain('--since');
+  });
+});
