@@ -67,7 +67,7 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
         throw new ThrottledError(Math.max(1, (until ?? now()) - now()), 'account');
       }
       return {
-        succeeded: () => queries.reset(key),
+        succeeded: () => queries.reset(key, now()),
         async failed() {
           await queries.increment(ipKey(ip), now());
           if (taken.failures >= policy.lock_after) {
@@ -81,7 +81,7 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
       };
     },
     /** Operator unlock: clears every counter of the user. */
-    unlock: (userId: string) => queries.resetPrefix(`acct:${userId}:`),
+    unlock: (userId: string) => queries.resetPrefix(`acct:${userId}:`, now()),
     deleteStale: () => queries.deleteStale(now() - 24 * 3600),
   };
 }

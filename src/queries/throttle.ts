@@ -35,11 +35,14 @@ export function createThrottleQueries(db: Knex) {
       await table().where({ key }).andWhere((q) => q.whereNull('blocked_until').orWhere('blocked_until', '<', until))
         .update({ blocked_until: until, updated_at: now });
     },
-    async reset(key: string): Promise<void> {
-      await table().where({ key }).delete();
+    /** Starts the count over. An UPDATE, not a DELETE: a parallel `take` must never find the row gone. */
+    async reset(key: string, now: number): Promise<void> {
+      await table().where({ key }).update({ failures: 0, blocked_until: null, updated_at: now });
     },
-    async resetPrefix(prefix: string): Promise<number> {
-      return table().where('key', 'like', `${prefix.replace(/[%_]/g, '')}%`).delete();
+    async resetPrefix(prefix: string, now: number): Promise<number> {
+      return table().where('key', 'like', `${prefix.replace(/[%_]/g, '')}%`)
+        .andWhere((q) => q.where('failures', '>', 0).orWhereNotNull('blocked_until'))
+        .update({ failures: 0, blocked_until: null, updated_at: now });
     },
     async deleteStale(before: number): Promise<number> {
       return table().where('updated_at', '<', before)
