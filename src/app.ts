@@ -3,10 +3,10 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type Provider from 'oidc-provider';
 import type { Clock } from './clock.js';
-import { systemClock } from './clock.js';
+import { epochSeconds, systemClock } from './clock.js';
 import type { Config } from './config/load.js';
 import type { Db } from './db/connect.js';
-import { factorsFromAmr, demandedAcr, meets, type MfaPolicy } from './auth/sign-in-policy.js';
+import { factorsFromAmr, demandedAcr, meets, sessionExpired, type MfaPolicy } from './auth/sign-in-policy.js';
 import { createAccountSessions } from './account/session.js';
 import { createAccountRoutes } from './account/routes.js';
 import { createCookieJar } from './http/cookies.js';
@@ -57,12 +57,16 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
       const demand = demandedAcr({ mfaPolicy: mfaPolicy as MfaPolicy, enrolled, requested });
       return !meets(factorsFromAmr(amr, loginTs), demand);
     },
+    sessionExpired: ({ loginTs, lastSeen, amr }) => sessionExpired({
+      now: epochSeconds(clock), loginTs, lastSeen, amr,
+      reauthenticateAfter: config.sessions.reauthenticate_after, mfaIdleTimeout: config.sessions.mfa_idle_timeout,
+    }),
   });
   const secure = config.issuer.startsWith('https:');
   const csrf = createCsrf({ key: keys.cookieKeys[0]!, secureCookies: secure });
   const cookies = createCookieJar(secure);
   const states = createSignInStates({ provider, services, cookies, clock, interactionTtl: config.ttl.interaction });
-  const accounts = createAccountSessions({ provider, services, clock });
+  const accounts = createAccountSessions({ provider, services, clock, config });
 
   provider.on('server_error', (_ctx, err) => log.error('oidc server error', { error: String(err?.stack ?? err) }));
   provider.use(createClientIp(config.trusted_proxies).middleware());

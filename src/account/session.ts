@@ -7,7 +7,8 @@ import type Provider from 'oidc-provider';
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { ACR } from '../auth/assurance.js';
-import { factorsFromAmr, hasAnyFactor, meets, type Enrolled } from '../auth/sign-in-policy.js';
+import { factorsFromAmr, hasAnyFactor, meets, sessionExpired, type Enrolled } from '../auth/sign-in-policy.js';
+import type { Config } from '../config/load.js';
 import type { UserRow } from '../queries/users.js';
 import type { Services } from '../services.js';
 
@@ -26,14 +27,18 @@ export interface AccountSession {
 
 export const strongestAcr = (enrolled: Enrolled) => (enrolled.passkeys > 0 ? ACR.phr : hasAnyFactor(enrolled) ? ACR.mfa : ACR.sfa);
 
-export function createAccountSessions(deps: { provider: Provider; services: Services; clock: Clock }) {
-  const { provider, services, clock } = deps;
+export function createAccountSessions(deps: { provider: Provider; services: Services; clock: Clock; config: Config }) {
+  const { provider, services, clock, config } = deps;
   return {
     async current(ctx: Context): Promise<AccountSession | undefined> {
       const session = await provider.Session.get(provider.createContext(ctx.req, ctx.res) as never) as unknown as {
-        accountId?: string; amr?: string[]; loginTs?: number;
+        accountId?: string; amr?: string[]; loginTs?: number; exp?: number;
       };
       if (!session.accountId) return undefined;
+      if (sessionExpired({
+        now: epochSeconds(clock), loginTs: session.loginTs ?? 0, lastSeen: (session.exp ?? 0) - config.ttl.session, amr: session.amr,
+        reauthenticateAfter: config.sessions.reauthenticate_after, mfaIdleTimeout: config.sessions.mfa_idle_timeout,
+      })) return undefined;
       const user = await services.users.findById(session.accountId);
       if (!user || user.disabled) return undefined;
       const enrolled = await services.enrolled(user.id);

@@ -97,3 +97,17 @@ export function factorsFromAmr(amr: readonly string[] | undefined, at: number): 
   }
   return factors;
 }
+
+/**
+ * Whether a session is too old or too idle to count (NIST SP 800-63B §4.2.3): every session is limited
+ * to `reauthenticateAfter` seconds from sign-in; one that used a second factor also ends after
+ * `mfaIdleTimeout` seconds without use.
+ */
+export function sessionExpired(input: {
+  now: number; loginTs: number; lastSeen: number; amr: readonly string[] | undefined;
+  reauthenticateAfter: number; mfaIdleTimeout: number;
+}): boolean {
+  if (input.now - input.loginTs > input.reauthenticateAfter) return true;
+  const usedSecondFactor = (input.amr ?? []).some((m) => m !== 'pwd');
+  return usedSecondFactor && input.now - input.lastSeen > input.mfaIdleTimeout;
+}

@@ -97,6 +97,13 @@ export const configSchema = z.strictObject({
     refresh_token: seconds(14 * 24 * 3600, 'Refresh token lifetime.'),
     grant: seconds(14 * 24 * 3600, 'Grant (consent) lifetime.'),
   }).prefault({}),
+  // NIST SP 800-63B §4.2.3 (AAL2): re-authenticate at least every 12 hours, and after 30 minutes idle.
+  sessions: z.strictObject({
+    reauthenticate_after: z.int().min(60).default(12 * 3600)
+      .describe('Seconds after sign-in when any session must sign in again.'),
+    mfa_idle_timeout: z.int().min(60).default(1800)
+      .describe('Seconds of inactivity after which a session that used a second factor must sign in again.'),
+  }).prefault({}),
   throttle: z.strictObject({
     backoff_after: z.int().min(1).default(5).describe('Consecutive failures of one factor before exponential back-off starts.'),
     max_backoff_seconds: z.int().min(1).default(900).describe('Longest back-off between attempts.'),

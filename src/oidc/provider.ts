@@ -31,6 +31,9 @@ export type StepUpCheck = (input: {
   accountId: string; amr: string[] | undefined; loginTs: number; mfaPolicy: string; requested: string[];
 }) => Promise<boolean>;
 
+/** Answers whether an existing session is too old or idle to count (AAL2 timing). */
+export type SessionExpiredCheck = (input: { loginTs: number; lastSeen: number; amr: string[] | undefined }) => boolean;
+
 export interface ProviderDeps {
   config: Config;
   db: Db;
@@ -38,6 +41,7 @@ export interface ProviderDeps {
   keys: ProviderKeys;
   users: UserQueries;
   needsStepUp: StepUpCheck;
+  sessionExpired: SessionExpiredCheck;
 }
 
 /** The account pages sign in through the provider like any app: a first-party public client. */
@@ -61,9 +65,21 @@ function accountClient(issuer: string): ClientMetadata {
  * The login prompt of oidc-provider's default policy, plus our check: `acr_values` alone never
  * triggers a prompt in the library, and a session may predate the user's newest factor.
  */
-function loginPolicy(needsStepUp: StepUpCheck) {
+function loginPolicy(needsStepUp: StepUpCheck, sessionExpired: SessionExpiredCheck, sessionTtl: number) {
   const { base, Check } = interactionPolicy;
   const policy = base();
+  // The provider slides a session's expiry on every save, so `exp - ttl` is when it was last used.
+  policy.get('login')!.checks.add(new Check('session_expired', 'the session is too old or idle and must sign in again', (ctx) => {
+    const { oidc } = ctx;
+    if (!oidc.session?.accountId || oidc.result?.login) return Check.NO_NEED_TO_PROMPT;
+    const session = oidc.session as unknown as { amr?: string[]; loginTs?: number; exp?: number };
+    const expired = sessionExpired({
+      loginTs: session.loginTs ?? 0,
+      lastSeen: (session.exp ?? 0) - sessionTtl,
+      amr: session.amr,
+    });
+    return expired ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
+  }));
   policy.get('login')!.checks.add(new Check('step_up', 'the session does not meet the requested authentication', 'interaction_required',
     async (ctx) => {
       const { oidc } = ctx;
@@ -81,7 +97,7 @@ function loginPolicy(needsStepUp: StepUpCheck) {
   return policy;
 }
 
-export function createProvider({ config, db, clock, keys, users, needsStepUp }: ProviderDeps): Provider {
+export function createProvider({ config, db, clock, keys, users, needsStepUp, sessionExpired }: ProviderDeps): Provider {
   const secure = config.issuer.startsWith('https:');
   const configuration: Configuration = {
     adapter: createAdapterFactory(db, clock),
@@ -90,6 +106,10 @@ export function createProvider({ config, db, clock, keys, users, needsStepUp }: 
     jwks: keys.jwks,
     cookies: {
       keys: keys.cookieKeys,
+      // Over https: __Host- where the cookie's path is / (the session), __Secure- elsewhere (RFC 6265bis §4.1.3).
+      names: secure
+        ? { session: '__Host-idp_session', interaction: '__Secure-idp_interaction', resume: '__Secure-idp_resume' }
+        : { session: '_session', interaction: '_interaction', resume: '_interaction_resume' },
       long: { httpOnly: true, sameSite: 'lax', secure, signed: true },
       short: { httpOnly: true, sameSite: 'lax', secure, signed: true },
     },
@@ -138,7 +158,7 @@ export function createProvider({ config, db, clock, keys, users, needsStepUp }: 
     },
     interactions: {
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
-      policy: loginPolicy(needsStepUp),
+      policy: loginPolicy(needsStepUp, sessionExpired, config.ttl.session),
     },
     // Resource servers learn how the user signed in, from introspection (RFC 9470 §3 needs acr and auth_time).
     async extraTokenClaims(ctx, token) {

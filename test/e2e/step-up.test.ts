@@ -164,6 +164,28 @@ describe.each(databaseKinds())('step-up on %s', (kind) => {
     expect(answer.searchParams.get('error')).toBe('interaction_required');
   });
 
+  it('ends a second-factor session after 30 idle minutes, and any session after 12 hours (AAL2)', async () => {
+    const browser = new Browser(idp.issuer);
+    const plain = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
+    await plain.redeem(await totpStep(browser, await signIn(browser, plain.url, 'vic', 'vic-password-1'), 'vic'));
+    now += 20 * 60_000;
+    const active = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
+    await active.redeem(await browser.get(active.url));
+    now += 31 * 60_000;
+    const idle = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
+    expect((await browser.get(idle.url)).body).toContain('autocomplete="current-password"');
+
+    const pwdOnly = new Browser(idp.issuer);
+    const sfa = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
+    await sfa.redeem(await signIn(pwdOnly, sfa.url, 'wes', 'wes-password-1'));
+    now += 31 * 60_000;
+    const stillIn = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
+    await stillIn.redeem(await pwdOnly.get(stillIn.url));
+    now += 12 * 3600_000;
+    const tooOld = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
+    expect((await pwdOnly.get(tooOld.url)).body).toContain('autocomplete="current-password"');
+  });
+
   it('puts acr and auth_time in introspection responses (RFC 9470)', async () => {
     const browser = new Browser(idp.issuer);
     const rp = await relyingParty(idp.issuer, 'first-party');
