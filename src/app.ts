@@ -19,7 +19,8 @@ import { createInteractionRoutes } from './interactions/routes.js';
 import { createSignInStates } from './interactions/sign-in-state.js';
 import { createWebAuthnApi } from './interactions/webauthn-api.js';
 import { createLogger, type Logger } from './log.js';
-import { checkSecretKeyFingerprint, loadOrCreateKeys } from './oidc/keys.js';
+import { checkSecretKeyFingerprint, loadOrCreateKeys, loadOrCreatePepper } from './oidc/keys.js';
+import { createSecretBox } from './auth/secret-box.js';
 import { createProvider } from './oidc/provider.js';
 import { createServices, type Services } from './services.js';
 
@@ -48,8 +49,10 @@ const BROWSER_BUNDLES = {
 
 export async function buildApp({ config, db, secretKey, clock = systemClock, log = createLogger() }: AppDeps): Promise<App> {
   const keys = await loadOrCreateKeys(db, clock);
-  const services = createServices({ config, db, clock, log, secretKey });
-  await checkSecretKeyFingerprint(db, clock, services.box.fingerprint());
+  const box = createSecretBox(secretKey);
+  await checkSecretKeyFingerprint(db, clock, box.fingerprint());
+  const pepper = await loadOrCreatePepper(db, clock, box);
+  const services = createServices({ config, db, clock, log, secretKey, pepper });
   const provider = createProvider({
     config, db, clock, keys, users: services.users,
     async needsStepUp({ accountId, amr, loginTs, mfaPolicy, requested }) {

@@ -4,7 +4,7 @@ import type { Config } from './config/load.js';
 import type { Db } from './db/connect.js';
 import type { Logger } from './log.js';
 import { createPasswordVerifier } from './auth/password.js';
-import { createSecretBox } from './auth/secret-box.js';
+import { createKeyedHash, createSecretBox } from './auth/secret-box.js';
 import { createTotpService } from './auth/totp.js';
 import { createRecoveryCodeService } from './auth/recovery-codes.js';
 import { createPasskeyService } from './auth/passkeys.js';
@@ -22,13 +22,13 @@ import { createSecurityEventQueries } from './queries/security-events.js';
 import { createThrottle } from './auth/throttle.js';
 import { createAudit } from './auth/audit.js';
 
-export function createServices(deps: { config: Config; db: Db; clock: Clock; log: Logger; secretKey: Buffer }) {
+export function createServices(deps: { config: Config; db: Db; clock: Clock; log: Logger; secretKey: Buffer; pepper: Buffer }) {
   const { config, db, clock, log } = deps;
   const box = createSecretBox(deps.secretKey);
   const users = createUserQueries(db);
   const passkeyQueries = createPasskeyQueries(db);
   const totp = createTotpService({ totp: createTotpQueries(db), box, clock, issuerName: new URL(config.issuer).host });
-  const recovery = createRecoveryCodeService({ codes: createRecoveryCodeQueries(db), box, clock });
+  const recovery = createRecoveryCodeService({ codes: createRecoveryCodeQueries(db), hash: createKeyedHash(deps.pepper), clock });
   const passkeys = createPasskeyService({
     passkeys: passkeyQueries, challenges: createChallengeQueries(db), clock, issuer: config.issuer, rpName: 'wrnexus-sso', log,
   });

@@ -6,7 +6,7 @@ import { randomInt } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import type { RecoveryCodeQueries } from '../queries/recovery-codes.js';
-import type { SecretBox } from './secret-box.js';
+import type { KeyedHash } from './secret-box.js';
 
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 export const RECOVERY_CODE_COUNT = 10;
@@ -24,9 +24,9 @@ export function normaliseRecoveryCode(input: string): string | undefined {
   return SHAPE.test(code) ? code : undefined;
 }
 
-export function createRecoveryCodeService(deps: { codes: RecoveryCodeQueries; box: SecretBox; clock: Clock }) {
-  const { codes, box, clock } = deps;
-  const hashOf = (userId: string, code: string) => box.hash(`recovery:${userId}:${code}`);
+export function createRecoveryCodeService(deps: { codes: RecoveryCodeQueries; hash: KeyedHash; clock: Clock }) {
+  const { codes, hash, clock } = deps;
+  const hashOf = (userId: string, code: string) => hash(`recovery:${userId}:${code}`);
   return {
     /** Replaces every code of the user with ten new ones, returned once in clear. */
     async regenerate(userId: string): Promise<string[]> {

@@ -3,6 +3,17 @@
  * key generated into $IDP_DATA_DIR on the embedded default). Sub-keys are derived with HKDF so one key
  * never serves two purposes. A wrong key fails loudly: GCM authentication refuses to decrypt.
  */
+
+/**
+ * A keyed hash (HMAC-SHA-256) for values that are only ever compared, like recovery codes. Its key (the
+ * "pepper") is random and stored encrypted under the secret key, so rotating the secret key re-wraps the
+ * pepper instead of invalidating every recovery code.
+ */
+export function createKeyedHash(pepper: Buffer) {
+  return (value: string): string => createHmac('sha256', pepper).update(value).digest('hex');
+}
+
+export type KeyedHash = ReturnType<typeof createKeyedHash>;
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { AppError } from '../errors.js';
 
@@ -12,7 +23,6 @@ export function createSecretBox(masterKey: Buffer) {
   if (masterKey.length !== 32) throw new Error('the secret key must be 32 bytes');
   const derive = (purpose: string) => Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), `wrnexus-sso ${purpose}`, 32));
   const encKey = derive('encryption v1');
-  const hashKey = derive('keyed hash v1');
 
   return {
     encrypt(plain: string, context: string): string {
@@ -37,10 +47,6 @@ export function createSecretBox(masterKey: Buffer) {
           status: 500, expose: false, cause,
         });
       }
-    },
-    /** A keyed hash (HMAC-SHA-256) for values that are only ever compared, like recovery codes. */
-    hash(value: string): string {
-      return createHmac('sha256', hashKey).update(value).digest('hex');
     },
     /** Identifies the key without revealing it, to detect instances started with different keys. */
     fingerprint(): string {

@@ -1,7 +1,13 @@
 /**
  * The operator's command line: `npm run idp -- <command>`. Errors are one line on stderr and exit 1.
  */
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { createSecretBox } from '../auth/secret-box.js';
+import { decodeKey, generatedKeyFile, loadSecretKey } from '../config/secret-key.js';
+import { rotateSecretKey } from '../oidc/keys.js';
 import { systemClock } from '../clock.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { connect, describeDatabase, type Db } from '../db/connect.js';
@@ -33,6 +39,7 @@ const USAGE = `usage: npm run idp -- <command>
   users delete <username>
   users unlock <username>
   audit [--user <username>] [--since <duration, e.g. 30m, 24h, 7d>] [--json]
+  secrets rotate [--new-key-file <path>]
   migrate
 
 Without --password-stdin the password is asked for on the terminal, without echo.`;
@@ -55,6 +62,7 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       user: { type: 'string' },
       since: { type: 'string' },
       json: { type: 'boolean', default: false },
+      'new-key-file': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -78,6 +86,33 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
     const cliEvent = (type: EventType, user: { id: string; username: string }) =>
       audit.record({ type, outcome: 'success', userId: user.id, username: user.username, userAgent: 'idp CLI' });
 
+    if (group === 'secrets') {
+      if (command !== 'rotate' || rest.length > 0) throw new UsageError(`unknown command: ${positionals.join(' ')}`);
+      const warn = { info() {}, warn: (msg: string) => process.stderr.write(`idp: ${msg}\n`), error() {} };
+      const current = loadSecretKey(process.env, config.data_dir, warn);
+      const fromEnv = !!(process.env.IDP_SECRET_KEY || process.env.IDP_SECRET_KEY_FILE);
+      const target = values['new-key-file'];
+      if (!target && fromEnv) {
+        throw new UsageError('--new-key-file <path> is required when the key comes from IDP_SECRET_KEY or IDP_SECRET_KEY_FILE');
+      }
+      const newKeyPath = target ?? `${generatedKeyFile(config.data_dir)}.new`;
+      let newKey: Buffer;
+      if (existsSync(newKeyPath)) {
+        newKey = decodeKey(readFileSync(newKeyPath, 'utf8'), newKeyPath);
+      } else {
+        newKey = randomBytes(32);
+        writeFileSync(newKeyPath, `${newKey.toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+      }
+      if (newKey.equals(current)) throw new UsageError('the new key is the current key');
+      const result = await rotateSecretKey(db, createSecretBox(current), createSecretBox(newKey));
+      if (!target) renameSync(newKeyPath, generatedKeyFile(config.data_dir));
+      await audit.record({ type: 'secrets_rotated', outcome: 'success', userAgent: 'idp CLI', detail: { totp_secrets: result.totpSecrets } });
+      out(`re-encrypted ${result.totpSecrets} TOTP secret(s) and the recovery-code key under the new key`);
+      out(target
+        ? `restart every instance with IDP_SECRET_KEY_FILE=${path.resolve(target)} (or IDP_SECRET_KEY set to its contents)`
+        : `replaced ${generatedKeyFile(config.data_dir)}; restart the server`);
+      return;
+    }
     if (group === 'audit') {
       if (command !== undefined) throw new UsageError('audit takes options only');
       const user = values.user ? await service.find(values.user) : undefined;

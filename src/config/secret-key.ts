@@ -10,12 +10,15 @@ import type { Logger } from '../log.js';
 
 type Env = Record<string, string | undefined>;
 
-function decodeKey(text: string, source: string): Buffer {
+export function decodeKey(text: string, source: string): Buffer {
   const value = text.trim();
   const key = /^[0-9a-fA-F]{64}$/.test(value) ? Buffer.from(value, 'hex') : Buffer.from(value, 'base64');
   if (key.length !== 32) throw new Error(`${source}: expected 32 bytes as base64 or 64 hex digits (generate one with: openssl rand -base64 32)`);
   return key;
 }
+
+/** The generated key file of the embedded default. */
+export const generatedKeyFile = (dataDir: string) => path.join(dataDir, 'secret.key');
 
 export function loadSecretKey(env: Env, dataDir: string, log: Logger): Buffer {
   if (env.IDP_SECRET_KEY) return decodeKey(env.IDP_SECRET_KEY, 'IDP_SECRET_KEY');
@@ -28,7 +31,7 @@ export function loadSecretKey(env: Env, dataDir: string, log: Logger): Buffer {
     }
     return decodeKey(text, 'IDP_SECRET_KEY_FILE');
   }
-  const file = path.join(dataDir, 'secret.key');
+  const file = generatedKeyFile(dataDir);
   if (existsSync(file)) return decodeKey(readFileSync(file, 'utf8'), file);
   mkdirSync(dataDir, { recursive: true });
   const key = randomBytes(32);

@@ -7,6 +7,8 @@ import type { JWK } from 'oidc-provider';
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { createKeystoreQueries } from '../queries/keystore.js';
+import { createTotpQueries } from '../queries/totp.js';
+import type { SecretBox } from '../auth/secret-box.js';
 import type { Db } from '../db/connect.js';
 
 export interface ProviderKeys {
@@ -59,4 +61,40 @@ export async function checkSecretKeyFingerprint(db: Db, clock: Clock, fingerprin
   if (recorded && recorded.material !== fingerprint) {
     throw new Error('IDP_SECRET_KEY does not match the key this database was set up with: refusing to start (stored secrets could not be read)');
   }
+}
+
+const PEPPER_ID = 'recovery-pepper';
+
+/** The recovery-code hashing key: random, created once, stored encrypted under the secret key. */
+export async function loadOrCreatePepper(db: Db, clock: Clock, box: SecretBox): Promise<Buffer> {
+  const keystore = createKeystoreQueries(db);
+  await keystore.insertIfAbsent({
+    id: PEPPER_ID, kind: 'wrapped', material: box.encrypt(randomBytes(32).toString('base64'), PEPPER_ID), created_at: epochSeconds(clock),
+  });
+  const row = await keystore.find(PEPPER_ID);
+  return Buffer.from(box.decrypt(row!.material, PEPPER_ID), 'base64');
+}
+
+/**
+ * Re-encrypts every secret stored under `from` with `to` in one transaction: TOTP secrets, the
+ * recovery-code pepper, and the key fingerprint. Either all of it moves to the new key or none does.
+ */
+export async function rotateSecretKey(db: Db, from: SecretBox, to: SecretBox): Promise<{ totpSecrets: number }> {
+  return db.transaction(async (trx) => {
+    const keystore = createKeystoreQueries(trx);
+    const recorded = await keystore.find('secret-key-check');
+    if (recorded && recorded.material !== from.fingerprint()) {
+      throw new Error('the current secret key is not the one this database was set up with');
+    }
+    const totp = createTotpQueries(trx);
+    const secrets = await totp.listSecrets();
+    for (const row of secrets) {
+      const context = `totp:${row.user_id}`;
+      await totp.updateSecret(row.user_id, to.encrypt(from.decrypt(row.secret_enc, context), context));
+    }
+    const pepper = await keystore.find(PEPPER_ID);
+    if (pepper) await keystore.updateMaterial(PEPPER_ID, to.encrypt(from.decrypt(pepper.material, PEPPER_ID), PEPPER_ID));
+    if (recorded) await keystore.updateMaterial('secret-key-check', to.fingerprint());
+    return { totpSecrets: secrets.length };
+  });
 }

@@ -41,6 +41,13 @@ export function createTotpQueries(db: Knex | Knex.Transaction) {
         .update(changes);
       return updated === 1;
     },
+    async listSecrets(): Promise<Array<{ user_id: string; secret_enc: string }>> {
+      const rows: Record<string, unknown>[] = await table().select('user_id', 'secret_enc');
+      return rows.map((r) => ({ user_id: String(r.user_id), secret_enc: String(r.secret_enc) }));
+    },
+    async updateSecret(userId: string, secretEnc: string): Promise<void> {
+      await table().where({ user_id: userId }).update({ secret_enc: secretEnc });
+    },
     async remove(userId: string): Promise<boolean> {
       return (await table().where({ user_id: userId }).delete()) === 1;
     },

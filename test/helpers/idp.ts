@@ -70,6 +70,7 @@ export async function startIdp(database: TestDatabase, options: {
   /** Host name for the default issuer; browsers refuse IP addresses as WebAuthn RP IDs, so use localhost. */
   host?: string;
   clock?: Clock;
+  secretKey?: Buffer;
 } = {}): Promise<TestIdp> {
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => { res.statusCode = 503; res.end(); };
   const server: Server = createServer((req, res) => handler(req, res));
@@ -91,8 +92,16 @@ export async function startIdp(database: TestDatabase, options: {
     DATABASE_URL: database.target.database_url,
   });
   const db = connect(config);
-  await migrate(db);
-  const app = await buildApp({ config, db, secretKey: TEST_SECRET_KEY, clock: options.clock ?? systemClock, log: options.log ?? silentLogger });
+  let app: App;
+  try {
+    await migrate(db);
+    app = await buildApp({ config, db, secretKey: options.secretKey ?? TEST_SECRET_KEY, clock: options.clock ?? systemClock, log: options.log ?? silentLogger });
+  } catch (err) {
+    // A refused start must not leave a listening socket or a pool behind (jest would never exit).
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await db.destroy();
+    throw err;
+  }
   handler = app.callback;
   const users = app.services.userService;
   return {
