@@ -15,6 +15,7 @@ import { errorHandler } from './http/errors.js';
 import { createClientIp } from './http/client-ip.js';
 import { securityHeaders } from './http/views.js';
 import { staticFiles } from './http/static.js';
+import { healthChecks } from './http/health.js';
 import { createInteractionRoutes } from './interactions/routes.js';
 import { createSignInStates } from './interactions/sign-in-state.js';
 import { createWebAuthnApi } from './interactions/webauthn-api.js';
@@ -76,12 +77,7 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
   provider.use(securityHeaders(secure));
   provider.use(errorHandler(log));
   provider.use(staticFiles(BROWSER_BUNDLES));
-  provider.use(async (ctx, next) => {
-    if (ctx.path !== '/healthz') return next();
-    await db.raw('select 1');
-    ctx.set('Cache-Control', 'no-store');
-    ctx.body = { status: 'ok' };
-  });
+  provider.use(healthChecks({ db, keysLoaded: () => keys.jwks.keys.length > 0 }));
   for (const router of [
     createInteractionRoutes({ provider, csrf, cookies, services, states, clock, log }),
     createWebAuthnApi({ issuer: config.issuer, services, states, accounts, cookies, clock, log }),

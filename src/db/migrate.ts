@@ -16,3 +16,9 @@ export async function migrate(db: Db): Promise<string[]> {
   const [, applied] = await db.migrate.latest({ migrationSource: source });
   return applied as string[];
 }
+
+/** Names of migrations not yet applied to this database. */
+export async function pendingMigrations(db: Db): Promise<string[]> {
+  const [, pending] = await db.migrate.list({ migrationSource: source }) as [unknown[], Array<string | { file?: string; name?: string }>];
+  return pending.map((p) => (typeof p === 'string' ? p : p.name ?? p.file ?? String(p)));
+}

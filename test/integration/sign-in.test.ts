@@ -145,9 +145,22 @@ describe.each(databaseKinds())('sign-in pages on %s', (kind) => {
     expect(location.searchParams.get('state')).toBe('xyz');
   });
 
-  it('reports health', async () => {
+  it('reports liveness, and readiness that follows the database', async () => {
     const res = await fetch(`${idp.issuer}/healthz`);
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: 'ok' });
+    const ready = await fetch(`${idp.issuer}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ready', checks: { database: 'ok', migrations: 'ok', keys: 'ok' } });
+
+    // The database goes away (the pool is closed), then comes back.
+    await idp.db.destroy();
+    const down = await fetch(`${idp.issuer}/readyz`);
+    expect(down.status).toBe(503);
+    expect(await down.json()).toMatchObject({ status: 'not ready', checks: { database: 'unreachable' } });
+    expect((await fetch(`${idp.issuer}/healthz`)).status).toBe(200);
+    idp.db.initialize();
+    const back = await fetch(`${idp.issuer}/readyz`);
+    expect(back.status).toBe(200);
   });
 });

@@ -1,0 +1,47 @@
+/**
+ * `GET /healthz`: the process is alive (no I/O). `GET /readyz`: this instance can serve: the database
+ * answers, its migrations are current, the signing keys are loaded. Both cheap, both JSON.
+ */
+import type { Context, Next } from 'koa';
+import type { Db } from '../db/connect.js';
+import { pendingMigrations } from '../db/migrate.js';
+
+const withTimeout = <T>(work: Promise<T>, ms: number) => Promise.race([
+  work,
+  new Promise<never>((_, reject) => { setTimeout(() => reject(new Error('timed out')), ms).unref(); }),
+]);
+
+export function healthChecks(deps: { db: Db; keysLoaded: () => boolean }) {
+  // Migrations only move forward while we run: once current, re-check only now and then.
+  let migrationsCheckedAt = 0;
+  return async function health(ctx: Context, next: Next) {
+    if (ctx.path === '/healthz' && ctx.method === 'GET') {
+      ctx.set('Cache-Control', 'no-store');
+      ctx.body = { status: 'ok' };
+      return;
+    }
+    if (ctx.path !== '/readyz' || ctx.method !== 'GET') return next();
+    const checks: Record<string, string> = {};
+    try {
+      await withTimeout(deps.db.raw('select 1'), 2000);
+      checks.database = 'ok';
+      if (Date.now() - migrationsCheckedAt > 60_000) {
+        const pending = await withTimeout(pendingMigrations(deps.db), 2000);
+        if (pending.length > 0) throw Object.assign(new Error('pending'), { check: 'migrations' });
+        migrationsCheckedAt = Date.now();
+      }
+      checks.migrations = 'ok';
+    } catch (err) {
+      if ((err as { check?: string }).check === 'migrations') {
+        checks.migrations = 'pending';
+      } else {
+        checks.database = 'unreachable';
+      }
+    }
+    checks.keys = deps.keysLoaded() ? 'ok' : 'missing';
+    const ready = Object.values(checks).every((v) => v === 'ok') && Object.keys(checks).length === 3;
+    ctx.set('Cache-Control', 'no-store');
+    ctx.status = ready ? 200 : 503;
+    ctx.body = { status: ready ? 'ready' : 'not ready', checks };
+  };
+}
