@@ -53,12 +53,14 @@ async function main(): Promise<void> {
     ].join('\n'));
   });
 
-  // Expired rows are already ignored on read; this only keeps the tables small.
+  // Expired rows are already ignored on read; this only keeps the tables small. Every instance runs it:
+  // the deletes are idempotent, so several at once are harmless.
   const cleanup = setInterval(() => {
     Promise.all([
       deleteExpiredPayloads(db, systemClock),
       app.services.challenges.deleteExpired(Math.floor(Date.now() / 1000)),
       app.services.progress.deleteExpired(),
+      app.services.throttle.deleteStale(),
     ]).catch((err) => log.error('cleanup failed', { error: String(err) }));
   }, CLEANUP_EVERY_MS);
   cleanup.unref();

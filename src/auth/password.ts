@@ -1,10 +1,11 @@
 /**
- * Password hashing and checking with bcrypt (bcryptjs, async API).
+ * Password hashing and checking with bcrypt (bcryptjs, in a pool of worker threads).
  * bcrypt only reads the first 72 bytes of its input: longer passwords are refused outright rather than
  * silently truncated (two passwords sharing 72 bytes would otherwise be equal).
  */
 import bcrypt from 'bcryptjs';
 import { AppError } from '../errors.js';
+import { bcryptPool } from './bcrypt-pool.js';
 
 export interface PasswordPolicy {
   bcrypt_cost: number;
@@ -25,7 +26,7 @@ export function checkNewPassword(password: string, policy: PasswordPolicy): void
 
 export async function hashPassword(password: string, policy: PasswordPolicy): Promise<string> {
   checkNewPassword(password, policy);
-  return bcrypt.hash(password, policy.bcrypt_cost);
+  return bcryptPool().hash(password, policy.bcrypt_cost);
 }
 
 export function createPasswordVerifier(policy: PasswordPolicy) {
@@ -33,21 +34,22 @@ export function createPasswordVerifier(policy: PasswordPolicy) {
   // (OWASP ASVS V6: no account enumeration through timing).
   let dummy: Promise<string> | undefined;
   const dummyHash = () => {
-    dummy ??= bcrypt.hash('wrnexus-sso dummy password', policy.bcrypt_cost);
+    dummy ??= bcryptPool().hash('wrnexus-sso dummy password', policy.bcrypt_cost);
     return dummy;
   };
   return {
     /** True when `password` matches `hash`; with no hash, does the same work and answers false. */
     async verify(password: string, hash: string | null | undefined): Promise<boolean> {
+      const pool = bcryptPool();
       if (bcrypt.truncates(password)) {
-        await bcrypt.compare('', await dummyHash());
+        await pool.compare('', await dummyHash());
         return false;
       }
       if (!hash) {
-        await bcrypt.compare(password, await dummyHash());
+        await pool.compare(password, await dummyHash());
         return false;
       }
-      return bcrypt.compare(password, hash);
+      return pool.compare(password, hash);
     },
     warmUp: () => dummyHash().then(() => undefined),
   };

@@ -1,0 +1,93 @@
+/**
+ * bcrypt off the event loop: bcryptjs is pure JavaScript and takes ~200 ms per hash at cost 12, which
+ * would stall every other request. A pool of worker threads, one per core, does the hashing; the main
+ * thread keeps serving discovery, tokens and pages.
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+
+const bcryptPath = createRequire(import.meta.url).resolve('bcryptjs');
+
+// Plain CommonJS so it runs the same from sources, from dist/ and under jest.
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const bcrypt = require(${JSON.stringify(bcryptPath)});
+parentPort.on('message', async ({ id, op, args }) => {
+  try {
+    const result = op === 'hash' ? await bcrypt.hash(args[0], args[1]) : await bcrypt.compare(args[0], args[1]);
+    parentPort.postMessage({ id, result });
+  } catch (err) {
+    parentPort.postMessage({ id, error: String(err && err.message || err) });
+  }
+});
+`;
+
+interface Task { id: number; op: 'hash' | 'compare'; args: [string, string | number]; resolve(v: unknown): void; reject(e: Error): void }
+
+export interface Bcrypt {
+  hash(password: string, cost: number): Promise<string>;
+  compare(password: string, hash: string): Promise<boolean>;
+}
+
+class BcryptPool implements Bcrypt {
+  private readonly idle: Worker[] = [];
+  private readonly queue: Task[] = [];
+  private readonly running = new Map<Worker, Task>();
+  private nextId = 1;
+
+  constructor(size: number) {
+    for (let i = 0; i < size; i += 1) this.idle.push(this.spawn());
+  }
+
+  private spawn(): Worker {
+    const worker = new Worker(WORKER_SOURCE, { eval: true });
+    worker.unref();
+    worker.on('message', (msg: { id: number; result?: unknown; error?: string }) => {
+      const task = this.running.get(worker);
+      this.running.delete(worker);
+      if (task) {
+        if (msg.error !== undefined) task.reject(new Error(msg.error));
+        else task.resolve(msg.result);
+      }
+      this.idle.push(worker);
+      this.drain();
+    });
+    worker.on('error', (err) => {
+      const task = this.running.get(worker);
+      this.running.delete(worker);
+      task?.reject(err);
+      this.idle.push(this.spawn());
+      this.drain();
+    });
+    return worker;
+  }
+
+  private drain(): void {
+    while (this.idle.length > 0 && this.queue.length > 0) {
+      const worker = this.idle.pop()!;
+      const task = this.queue.shift()!;
+      this.running.set(worker, task);
+      worker.postMessage({ id: task.id, op: task.op, args: task.args });
+    }
+  }
+
+  private run<T>(op: Task['op'], args: Task['args']): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ id: this.nextId++, op, args, resolve: resolve as (v: unknown) => void, reject });
+      this.drain();
+    });
+  }
+
+  hash(password: string, cost: number) { return this.run<string>('hash', [password, cost]); }
+
+  compare(password: string, hash: string) { return this.run<boolean>('compare', [password, hash]); }
+}
+
+let shared: BcryptPool | undefined;
+
+/** The process-wide pool (workers are unref'd: they never keep the process alive). */
+export function bcryptPool(): Bcrypt {
+  shared ??= new BcryptPool(Math.max(1, availableParallelism()));
+  return shared;
+}
