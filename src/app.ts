@@ -1,5 +1,6 @@
 /** buildApp(deps): the whole HTTP application, without listening. main.ts and the tests both use it. */
 import { createRequire } from 'node:module';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type Provider from 'oidc-provider';
 import type { Clock } from './clock.js';
@@ -20,7 +21,7 @@ import { createInteractionRoutes } from './interactions/routes.js';
 import { createSignInStates } from './interactions/sign-in-state.js';
 import { createWebAuthnApi } from './interactions/webauthn-api.js';
 import { createLogger, type Logger } from './log.js';
-import { checkSecretKeyFingerprint, loadOrCreateKeys, loadOrCreatePepper } from './oidc/keys.js';
+import { checkSecretKeyFingerprint, loadOrCreateKeys, loadOrCreatePepper, maxTokenLifetime, rotateSigningKeys, signingKeySets } from './oidc/keys.js';
 import { createSecretBox } from './auth/secret-box.js';
 import { createProvider } from './oidc/provider.js';
 import { createServices, type Services } from './services.js';
@@ -39,6 +40,8 @@ export interface App {
   provider: Provider;
   callback: ReturnType<Provider['callback']>;
   services: Services;
+  /** The published key ids, in order: a change means the keys were rotated or retired. */
+  kids: string;
 }
 
 const require = createRequire(import.meta.url);
@@ -49,7 +52,7 @@ const BROWSER_BUNDLES = {
 };
 
 export async function buildApp({ config, db, secretKey, clock = systemClock, log = createLogger() }: AppDeps): Promise<App> {
-  const keys = await loadOrCreateKeys(db, clock);
+  const keys = await loadOrCreateKeys(db, clock, maxTokenLifetime(config.ttl));
   const box = createSecretBox(secretKey);
   await checkSecretKeyFingerprint(db, clock, box.fingerprint());
   const pepper = await loadOrCreatePepper(db, clock, box);
@@ -87,5 +90,41 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
     provider.use(router.allowedMethods());
   }
 
-  return { provider, callback: provider.callback(), services };
+  return { provider, callback: provider.callback(), services, kids: keys.jwks.keys.map((k) => String(k.kid)).join(' ') };
+}
+
+export interface ReloadingApp {
+  /** The application currently serving. */
+  readonly current: App;
+  /** The request handler; it always hands over to the current application. */
+  callback(req: IncomingMessage, res: ServerResponse): void;
+  /**
+   * Rotates the signing keys when `keys.rotate_every` says so, then picks up keys that other instances
+   * added or that retired: when the published set changed, a new application replaces the current one.
+   */
+  reloadKeys(): Promise<boolean>;
+}
+
+/** oidc-provider takes its keys at construction: a key change means building the app again and swapping. */
+export async function createReloadingApp(deps: AppDeps): Promise<ReloadingApp> {
+  const clock = deps.clock ?? systemClock;
+  const { config, db } = deps;
+  let current = await buildApp(deps);
+  return {
+    get current() { return current; },
+    callback: (req, res) => { current.callback(req, res); },
+    async reloadKeys() {
+      const now = epochSeconds(clock);
+      const every = config.keys.rotate_every;
+      if (every > 0) {
+        const [active] = await signingKeySets(db, now, maxTokenLifetime(config.ttl));
+        // Instances racing to rotate agree on the id of this period's set, so only one is created.
+        if (!active || now - active.createdAt >= every) await rotateSigningKeys(db, clock, `signing-auto-${Math.floor(now / every)}`);
+      }
+      const keys = await loadOrCreateKeys(db, clock, maxTokenLifetime(config.ttl));
+      if (keys.jwks.keys.map((k) => String(k.kid)).join(' ') === current.kids) return false;
+      current = await buildApp(deps);
+      return true;
+    },
+  };
 }

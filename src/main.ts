@@ -4,7 +4,7 @@ import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type Config } from './config/load.js';
 import { connect, describeDatabase } from './db/connect.js';
 import { migrate } from './db/migrate.js';
-import { buildApp } from './app.js';
+import { createReloadingApp } from './app.js';
 import { loadSecretKey } from './config/secret-key.js';
 import { createLogger } from './log.js';
 import { deleteExpiredPayloads } from './oidc/adapter.js';
@@ -30,8 +30,8 @@ async function main(): Promise<void> {
   const applied = await migrate(db);
   if (applied.length > 0) log.info('database migrated', { applied });
   const secretKey = loadSecretKey(process.env, config.data_dir, log);
-  const app = await buildApp({ config, db, secretKey, clock: systemClock, log });
-  const clientProblems = await validateClients(app.provider, config);
+  const app = await createReloadingApp({ config, db, secretKey, clock: systemClock, log });
+  const clientProblems = await validateClients(app.current.provider, config);
   if (clientProblems.length > 0) {
     await db.destroy();
     fail(`wrnexus-sso: invalid configuration in ${config.file}:\n${clientProblems.map((p) => `  - ${p}`).join('\n')}\nRefusing to start.`);
@@ -58,16 +58,24 @@ async function main(): Promise<void> {
   const cleanup = setInterval(() => {
     Promise.all([
       deleteExpiredPayloads(db, systemClock),
-      app.services.challenges.deleteExpired(Math.floor(Date.now() / 1000)),
-      app.services.progress.deleteExpired(),
-      app.services.throttle.deleteStale(),
+      app.current.services.challenges.deleteExpired(Math.floor(Date.now() / 1000)),
+      app.current.services.progress.deleteExpired(),
+      app.current.services.throttle.deleteStale(),
     ]).catch((err) => log.error('cleanup failed', { error: String(err) }));
   }, CLEANUP_EVERY_MS);
   cleanup.unref();
+  // Rotations made by another instance (or by `idp keys rotate`) take effect here within reload_seconds.
+  const reload = setInterval(() => {
+    app.reloadKeys()
+      .then((changed) => { if (changed) log.info('signing keys reloaded'); })
+      .catch((err) => log.error('key reload failed', { error: String(err) }));
+  }, config.keys.reload_seconds * 1000);
+  reload.unref();
 
   const shutdown = (signal: string) => {
     log.info('shutting down', { signal });
     clearInterval(cleanup);
+    clearInterval(reload);
     server.close(() => {
       db.destroy().finally(() => process.exit(0));
     });

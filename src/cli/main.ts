@@ -7,7 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createSecretBox } from '../auth/secret-box.js';
 import { decodeKey, generatedKeyFile, loadSecretKey } from '../config/secret-key.js';
-import { rotateSecretKey } from '../oidc/keys.js';
+import { maxTokenLifetime, rotateSecretKey, rotateSigningKeys, signingKeySets } from '../oidc/keys.js';
 import { systemClock } from '../clock.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { connect, describeDatabase, type Db } from '../db/connect.js';
@@ -40,6 +40,8 @@ const USAGE = `usage: npm run idp -- <command>
   users unlock <username>
   audit [--user <username>] [--since <duration, e.g. 30m, 24h, 7d>] [--json]
   secrets rotate [--new-key-file <path>]
+  keys list [--json]
+  keys rotate
   migrate
 
 Without --password-stdin the password is asked for on the terminal, without echo.`;
@@ -86,6 +88,37 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
     const cliEvent = (type: EventType, user: { id: string; username: string }) =>
       audit.record({ type, outcome: 'success', userId: user.id, username: user.username, userAgent: 'idp CLI' });
 
+    if (group === 'keys') {
+      const lifetime = maxTokenLifetime(config.ttl);
+      if (command === 'rotate' && rest.length === 0) {
+        const id = await rotateSigningKeys(db, systemClock);
+        const [active, previous] = await signingKeySets(db, Math.floor(Date.now() / 1000), lifetime);
+        out(`new signing keys ${id} are active (${active!.keys.map((k) => `${k.alg} ${k.kid}`).join(', ')})`);
+        if (previous) out(`the previous keys stay published until ${new Date(previous.retiresAt! * 1000).toISOString()}`);
+        out(`running instances switch within keys.reload_seconds (${config.keys.reload_seconds} s)`);
+        return;
+      }
+      if (command === 'list' && rest.length === 0) {
+        const sets = await signingKeySets(db, Math.floor(Date.now() / 1000), lifetime);
+        if (values.json) {
+          for (const set of sets) {
+            out(JSON.stringify({
+              id: set.id, status: set.status, created: new Date(set.createdAt * 1000).toISOString(),
+              retires: set.retiresAt ? new Date(set.retiresAt * 1000).toISOString() : undefined,
+              keys: set.keys.map((k) => ({ kid: k.kid, alg: k.alg })),
+            }));
+          }
+          return;
+        }
+        for (const set of sets) {
+          const when = set.status === 'active' ? '' : set.status === 'published' ? ` until ${new Date(set.retiresAt! * 1000).toISOString()}` : ` since ${new Date(set.retiresAt! * 1000).toISOString()}`;
+          out(`${set.id}  ${set.status}${when}  created ${new Date(set.createdAt * 1000).toISOString()}`);
+          for (const key of set.keys) out(`    ${String(key.alg).padEnd(6)} ${key.kid}`);
+        }
+        return;
+      }
+      throw new UsageError(`unknown command: ${positionals.join(' ')}`);
+    }
     if (group === 'secrets') {
       if (command !== 'rotate' || rest.length > 0) throw new UsageError(`unknown command: ${positionals.join(' ')}`);
       const warn = { info() {}, warn: (msg: string) => process.stderr.write(`idp: ${msg}\n`), error() {} };

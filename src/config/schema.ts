@@ -56,6 +56,8 @@ export const clientSchema = z.strictObject({
   tos_uri: url.optional(),
   default_max_age: z.int({ error: 'expected a whole number of seconds' }).nonnegative().optional(),
   require_auth_time: z.boolean({ error: 'expected true or false' }).optional(),
+  id_token_signed_response_alg: z.enum(['RS256', 'ES256', 'EdDSA'], { error: 'expected RS256, ES256 or EdDSA' }).optional()
+    .describe('ID token signing algorithm; default RS256.'),
   mfa_policy: z.enum(MFA_POLICIES, { error: `expected one of ${MFA_POLICIES.join(', ')}` })
     .default('if-enrolled')
     .describe('When a second factor is demanded for this client.'),
@@ -96,6 +98,12 @@ export const configSchema = z.strictObject({
     id_token: seconds(3600, 'ID token lifetime.'),
     refresh_token: seconds(14 * 24 * 3600, 'Refresh token lifetime.'),
     grant: seconds(14 * 24 * 3600, 'Grant (consent) lifetime.'),
+  }).prefault({}),
+  keys: z.strictObject({
+    rotate_every: z.int().min(0).default(0)
+      .describe('Seconds between automatic signing-key rotations; 0 turns automatic rotation off.'),
+    reload_seconds: z.int().min(5).default(60)
+      .describe('How often each instance looks for new or retired signing keys (the longest delay before a rotation takes effect everywhere).'),
   }).prefault({}),
   // NIST SP 800-63B §4.2.3 (AAL2): re-authenticate at least every 12 hours, and after 30 minutes idle.
   sessions: z.strictObject({

@@ -17,35 +17,73 @@ export interface ProviderKeys {
 }
 
 function newSigningKeys(): JWK[] {
-  // RS256 is the one algorithm every relying party must support (OIDC Core §15.1); ES256 is smaller and faster.
+  // RS256 is the one algorithm every relying party must support (OIDC Core §15.1); ES256 and EdDSA are
+  // smaller and faster, for clients that ask for them (id_token_signed_response_alg).
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
   const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+  const ed = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
   const kid = () => randomBytes(12).toString('base64url');
   return [
     { ...rsa, kid: kid(), use: 'sig', alg: 'RS256' } as JWK,
     { ...ec, kid: kid(), use: 'sig', alg: 'ES256' } as JWK,
+    { ...ed, kid: kid(), use: 'sig', alg: 'EdDSA' } as JWK,
   ];
 }
 
-export async function loadOrCreateKeys(db: Db, clock: Clock): Promise<ProviderKeys> {
+export interface SigningKeySet {
+  id: string;
+  createdAt: number;
+  keys: JWK[];
+  /** active: signs new tokens; published: only verifies what it signed; retired: gone from the JWKS. */
+  status: 'active' | 'published' | 'retired';
+  /** When a published set leaves the JWKS. */
+  retiresAt?: number;
+}
+
+/**
+ * Signing key sets, newest first. The newest signs; an older one stays in the JWKS until every token it
+ * can have signed has expired (`maxTokenLifetime` after its successor took over), then retires.
+ */
+export async function signingKeySets(db: Db, nowSeconds: number, maxTokenLifetime: number): Promise<SigningKeySet[]> {
+  const rows = await createKeystoreQueries(db).list('signing');
+  return rows.map((row, i) => {
+    const keys = JSON.parse(row.material) as JWK[];
+    if (i === 0) return { id: row.id, createdAt: row.created_at, keys, status: 'active' as const };
+    const retiresAt = rows[i - 1]!.created_at + maxTokenLifetime;
+    return { id: row.id, createdAt: row.created_at, keys, status: retiresAt > nowSeconds ? 'published' as const : 'retired' as const, retiresAt };
+  });
+}
+
+/** Makes a new key set active now. `id` makes concurrent automatic rotations converge on one set. */
+export async function rotateSigningKeys(db: Db, clock: Clock, id = `signing-${epochSeconds(clock)}-${randomBytes(4).toString('hex')}`): Promise<string> {
   const keystore = createKeystoreQueries(db);
-  let signing = await keystore.list('signing');
-  let cookie = await keystore.list('cookie');
-  if (signing.length === 0) {
+  const [newest] = await keystore.list('signing');
+  // Strictly newer than the current set, so "newest first" never ties.
+  const createdAt = Math.max(epochSeconds(clock), (newest?.created_at ?? 0) + 1);
+  await keystore.insertIfAbsent({ id, kind: 'signing', material: JSON.stringify(newSigningKeys()), created_at: createdAt });
+  return id;
+}
+
+/** The longest a signed token lives, plus clock skew: how long a replaced key must stay published. */
+export const maxTokenLifetime = (ttl: { id_token: number; access_token: number }) => Math.max(ttl.id_token, ttl.access_token) + 60;
+
+export async function loadOrCreateKeys(db: Db, clock: Clock, maxTokenLifetime = 0): Promise<ProviderKeys> {
+  const keystore = createKeystoreQueries(db);
+  if ((await keystore.list('signing')).length === 0) {
     // A fixed id: when two instances start at once, one insert wins and both read the winner back.
-    await keystore.insertIfAbsent({
-      id: 'signing-initial', kind: 'signing', material: JSON.stringify(newSigningKeys()), created_at: epochSeconds(clock),
-    });
-    signing = await keystore.list('signing');
+    await rotateSigningKeys(db, clock, 'signing-initial');
   }
+  let cookie = await keystore.list('cookie');
   if (cookie.length === 0) {
     await keystore.insertIfAbsent({
       id: 'cookie-initial', kind: 'cookie', material: JSON.stringify([randomBytes(32).toString('base64url')]), created_at: epochSeconds(clock),
     });
     cookie = await keystore.list('cookie');
   }
+  const sets = (await signingKeySets(db, epochSeconds(clock), maxTokenLifetime)).filter((set) => set.status !== 'retired');
   return {
-    jwks: { keys: signing.flatMap((row) => JSON.parse(row.material) as JWK[]) },
+    // The active set first: oidc-provider signs with the first key of the requested algorithm.
+    jwks: { keys: sets.flatMap((set) => set.keys) },
     cookieKeys: cookie.flatMap((row) => JSON.parse(row.material) as string[]),
   };
 }

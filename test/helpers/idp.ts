@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { buildApp, type App } from '../../src/app.js';
+import { createReloadingApp, type App, type ReloadingApp } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config/load.js';
 import { connect, type Db } from '../../src/db/connect.js';
 import { migrate } from '../../src/db/migrate.js';
@@ -56,7 +56,8 @@ export interface TestIdp {
   issuer: string;
   config: Config;
   db: Db;
-  app: App;
+  readonly app: App;
+  reloadKeys(): Promise<boolean>;
   users: UserService;
   close(): Promise<void>;
 }
@@ -92,10 +93,10 @@ export async function startIdp(database: TestDatabase, options: {
     DATABASE_URL: database.target.database_url,
   });
   const db = connect(config);
-  let app: App;
+  let app: ReloadingApp;
   try {
     await migrate(db);
-    app = await buildApp({ config, db, secretKey: options.secretKey ?? TEST_SECRET_KEY, clock: options.clock ?? systemClock, log: options.log ?? silentLogger });
+    app = await createReloadingApp({ config, db, secretKey: options.secretKey ?? TEST_SECRET_KEY, clock: options.clock ?? systemClock, log: options.log ?? silentLogger });
   } catch (err) {
     // A refused start must not leave a listening socket or a pool behind (jest would never exit).
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -103,13 +104,14 @@ export async function startIdp(database: TestDatabase, options: {
     throw err;
   }
   handler = app.callback;
-  const users = app.services.userService;
+  const users = app.current.services.userService;
   return {
     url: `http://127.0.0.1:${port}`,
     issuer: config.issuer,
     config,
     db,
-    app,
+    get app() { return app.current; },
+    reloadKeys: () => app.reloadKeys(),
     users,
     async close() {
       server.closeAllConnections();
