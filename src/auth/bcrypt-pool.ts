@@ -79,6 +79,10 @@ class BcryptPool implements Bcrypt {
     });
   }
 
+  async close(): Promise<void> {
+    await Promise.all([...this.idle, ...this.running.keys()].map((w) => w.terminate()));
+  }
+
   hash(password: string, cost: number) { return this.run<string>('hash', [password, cost]); }
 
   compare(password: string, hash: string) { return this.run<boolean>('compare', [password, hash]); }
@@ -90,4 +94,11 @@ let shared: BcryptPool | undefined;
 export function bcryptPool(): Bcrypt {
   shared ??= new BcryptPool(Math.max(1, availableParallelism()));
   return shared;
+}
+
+/** Stops the workers (for short-lived processes such as the CLI). */
+export async function closeBcryptPool(): Promise<void> {
+  const pool = shared;
+  shared = undefined;
+  await pool?.close();
 }

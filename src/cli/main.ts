@@ -21,6 +21,7 @@ import { createThrottle } from '../auth/throttle.js';
 import { createSecurityEventQueries } from '../queries/security-events.js';
 import { createThrottleQueries } from '../queries/throttle.js';
 import { silentLogger } from '../log.js';
+import { closeBcryptPool } from '../auth/bcrypt-pool.js';
 
 /** `30m`, `24h`, `7d` → seconds. */
 function parseDuration(text: string): number {
@@ -229,10 +230,11 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
     }
   } finally {
     await db.destroy();
+    await closeBcryptPool();
   }
 }
 
-run(process.argv.slice(2), (line) => process.stdout.write(`${line}\n`)).catch((err: unknown) => {
+run(process.argv.slice(2), (line) => process.stdout.write(`${line}\n`)).then(() => process.exit(0), (err: unknown) => {
   let message: string;
   if (err instanceof ConfigError) message = err.message;
   else if (err instanceof AppError || err instanceof UsageError) message = err.message;

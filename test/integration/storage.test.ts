@@ -59,7 +59,7 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       const [a, b] = await Promise.all([loadOrCreateKeys(env.db, clock), loadOrCreateKeys(env.db, clock)]);
       expect(a.jwks.keys.map((k) => k.kid)).toEqual(b.jwks.keys.map((k) => k.kid));
       expect(a.cookieKeys).toEqual(b.cookieKeys);
-      expect(a.jwks.keys.map((k) => k.alg).sort()).toEqual(['ES256', 'RS256']);
+      expect(a.jwks.keys.map((k) => k.alg).sort()).toEqual(['ES256', 'EdDSA', 'RS256']);
       expect(a.jwks.keys.every((k) => typeof k.d === 'string')).toBe(true);
       const again = await loadOrCreateKeys(env.db, clock);
       expect(again.jwks.keys[0]!.kid).toBe(a.jwks.keys[0]!.kid);
