@@ -1,0 +1,73 @@
+/** SIGTERM during a sign-in: the process drains and exits 0, and the user finishes on another instance. */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { writeFileSync } from 'node:fs';
+import YAML from 'yaml';
+import { Browser } from '../helpers/browser.js';
+import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
+import { defaultClients, REDIRECT_URI, startIdp, TEST_SECRET_KEY, type TestIdp } from '../helpers/idp.js';
+import { authorizeUrl, callbackOf, pkce } from '../helpers/flows.js';
+import { projectRoot } from '../../src/paths.js';
+
+const freePort = () => new Promise<number>((resolve) => {
+  const srv = createServer().listen(0, '127.0.0.1', () => {
+    const { port } = srv.address() as { port: number };
+    srv.close(() => resolve(port));
+  });
+});
+
+describe.each(databaseKinds())('graceful shutdown on %s', (kind) => {
+  let database: TestDatabase;
+  let survivor: TestIdp;
+  let child: ChildProcess;
+  let childUrl: string;
+  const issuer = 'http://idp.shutdown.test';
+
+  beforeAll(async () => {
+    database = await createTestDatabase(kind);
+    survivor = await startIdp(database, { issuer });
+    await survivor.users.add({ username: 'term', email: 'term@example.com', password: 'term-password-1' });
+    const port = await freePort();
+    childUrl = `http://127.0.0.1:${port}`;
+    const config = path.join(database.target.data_dir, 'child.yaml');
+    writeFileSync(config, YAML.stringify({ password: { bcrypt_cost: 4 }, clients: defaultClients(REDIRECT_URI) }));
+    child = spawn(process.execPath, [path.join(projectRoot, 'dist', 'src', 'main.js')], {
+      env: {
+        ...process.env, IDP_CONFIG: config, IDP_ISSUER: issuer, PORT: String(port), IDP_DATA_DIR: database.target.data_dir,
+        DATABASE_URL: database.target.database_url ?? '', IDP_SECRET_KEY: TEST_SECRET_KEY.toString('base64'),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        if (out.includes('listening on port')) resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`server exited early (${code}): ${out}`)));
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    if (child && child.exitCode === null) child.kill('SIGKILL');
+    await survivor?.close();
+    await database?.dispose();
+  });
+
+  it('exits cleanly on SIGTERM and the sign-in it started finishes elsewhere', async () => {
+    let backend = childUrl;
+    const browser = new Browser(issuer, (url) => new URL(url.pathname + url.search, backend));
+    const login = await browser.get(authorizeUrl(issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' }));
+    expect(login.body).toContain('autocomplete="current-password"');
+
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+
+    backend = survivor.url;
+    const done = await browser.submit(login, '/login', { login: 'term', password: 'term-password-1' });
+    expect(callbackOf(done).searchParams.get('code')).toEqual(expect.any(String));
+  });
+});
