@@ -1,0 +1,203 @@
+/**
+ * `npm run bench`: how fast wrnexus-sso is, measured against the library it is built on.
+ * Loopback only, bounded in time. SQLite by default; PostgreSQL with DATABASE_URL. `--short` runs every
+ * scenario for about a second (CI runs it so the script cannot rot; its figures are not asserted).
+ * Prints a table and writes bench/results.json (or the file after `--out`). Load generator and servers
+ * share this process and the machine's cores, as they would on a single small host.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import bcrypt from 'bcryptjs';
+import Provider from 'oidc-provider';
+import YAML from 'yaml';
+import { createReloadingApp } from '../src/app.js';
+import { loadConfig } from '../src/config/load.js';
+import { connect } from '../src/db/connect.js';
+import { migrate } from '../src/db/migrate.js';
+import { silentLogger } from '../src/log.js';
+import { systemClock } from '../src/clock.js';
+import { projectRoot } from '../src/paths.js';
+import { Browser } from '../test/helpers/browser.js';
+import { SoftAuthenticator } from '../test/helpers/authenticator.js';
+import { authorizeUrl, pkce } from '../test/helpers/flows.js';
+
+const SHORT = process.argv.includes('--short');
+const SECONDS = SHORT ? 1 : 8;
+const CORES = availableParallelism();
+const SECRET = 'bench-client-secret-of-some-length';
+const REDIRECT = 'https://rp.example.test/callback';
+const CLIENT = {
+  client_id: 'bench', client_secret: SECRET, redirect_uris: [REDIRECT],
+  grant_types: ['authorization_code', 'refresh_token', 'client_credentials'], skip_consent: true,
+};
+
+interface Row { scenario: string; ours: string; reference?: string; ratio?: number; note?: string }
+const rows: Row[] = [];
+const fmt = (n: number, unit = '') => `${n >= 100 ? Math.round(n) : n.toFixed(1)}${unit}`;
+
+async function listen(handler: (req: never, res: never) => void): Promise<{ server: Server; url: string }> {
+  const server = createServer(handler as never);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+function cannon(opts: autocannon.Options): Promise<autocannon.Result> {
+  return new Promise((resolve, reject) => {
+    autocannon({ connections: 16, duration: SECONDS, ...opts }, (err, result) => (err ? reject(err) : resolve(result)));
+  });
+}
+
+const basic = `Basic ${Buffer.from(`bench:${SECRET}`).toString('base64')}`;
+const form = { 'content-type': 'application/x-www-form-urlencoded', authorization: basic };
+
+/** A refresh token minted through the provider's own models (the same way for ours and for the bare one). */
+async function mintRefreshToken(provider: Provider, accountId: string): Promise<string> {
+  const client = await provider.Client.find('bench');
+  const grant = new provider.Grant({ clientId: 'bench', accountId });
+  grant.addOIDCScope('openid offline_access');
+  const grantId = await grant.save();
+  const token = new provider.RefreshToken({
+    client: client!, accountId, grantId, scope: 'openid offline_access', gty: 'authorization_code', authTime: Math.floor(Date.now() / 1000),
+  } as never);
+  return token.save();
+}
+
+async function main() {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'wrnexus-bench-'));
+  const configFile = path.join(dataDir, 'bench.yaml');
+  const servers: Server[] = [];
+  try {
+    // --- ours -------------------------------------------------------------------------------------
+    const ourServer = await listen((req, res) => handler(req, res));
+    servers.push(ourServer.server);
+    let handler: (req: never, res: never) => void = () => undefined;
+    const writeConfig = (cost: number) => writeFileSync(configFile, YAML.stringify({
+      password: { bcrypt_cost: cost }, clients: [CLIENT],
+      throttle: { backoff_after: 1_000_000, lock_after: 99, ip_max_failures: 1_000_000_000 },
+    }));
+    writeConfig(12);
+    const env = { IDP_CONFIG: configFile, IDP_ISSUER: ourServer.url, IDP_DATA_DIR: dataDir, DATABASE_URL: process.env.DATABASE_URL };
+    let config = loadConfig(env);
+    const db = connect(config);
+    await migrate(db);
+    const secretKey = Buffer.alloc(32, 1);
+    let ours = await createReloadingApp({ config, db, secretKey, log: silentLogger, clock: systemClock });
+    handler = ours.callback as never;
+    const username = `bench${Date.now()}`;
+    const user = await ours.current.services.userService.add({ username, email: `${username}@example.com`, password: 'bench-password-1' });
+
+    // --- bare oidc-provider, same client, in-memory adapter ---------------------------------------
+    const bareServer = await listen((req, res) => bare.callback()(req, res));
+    servers.push(bareServer.server);
+    const bare = new Provider(bareServer.url, {
+      clients: [{ client_id: 'bench', client_secret: SECRET, redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token', 'client_credentials'] }],
+      features: { clientCredentials: { enabled: true }, devInteractions: { enabled: false } },
+      scopes: ['openid', 'offline_access'],
+    });
+
+    // 1-3: the same requests against both.
+    const pairs: Array<[string, (base: string, provider: Provider) => Promise<autocannon.Options>]> = [
+      ['discovery (GET)', async (base) => ({ url: `${base}/.well-known/openid-configuration` })],
+      ['JWKS (GET)', async (base) => ({ url: `${base}/jwks` })],
+      ['client_credentials (POST /token)', async (base) => ({ url: `${base}/token`, method: 'POST', headers: form, body: 'grant_type=client_credentials' })],
+      ['refresh_token (POST /token)', async (base, provider) => ({
+        url: `${base}/token`, method: 'POST', headers: form,
+        body: `grant_type=refresh_token&refresh_token=${await mintRefreshToken(provider, provider === bare ? 'someone' : user.id)}`,
+      })],
+    ];
+    for (const [name, build] of pairs) {
+      const mine = await cannon(await build(ourServer.url, ours.current.provider));
+      const theirs = await cannon(await build(bareServer.url, bare));
+      if (mine.non2xx > 0) throw new Error(`${name}: ${mine.non2xx} non-2xx answers from wrnexus-sso`);
+      rows.push({
+        scenario: name, ours: `${fmt(mine.requests.average, ' req/s')}`, reference: `${fmt(theirs.requests.average, ' req/s')} bare`,
+        ratio: mine.requests.average / theirs.requests.average, note: 'target ≥ 0.8',
+      });
+    }
+
+    // 4: full password sign-ins, at bcrypt cost 12 and 10, against the bcrypt ceiling.
+    const signInOnce = async () => {
+      const browser = new Browser(ourServer.url);
+      const login = await browser.get(authorizeUrl(ourServer.url, { client_id: 'bench', code_challenge: pkce().challenge, code_challenge_method: 'S256' }));
+      const done = await browser.submit(login, '/login', { login: username, password: 'bench-password-1' });
+      const location = done.headers.get('location');
+      if (!location || !new URL(location).searchParams.get('code')) {
+        throw new Error(`sign-in failed: ${done.status} ${done.body.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 300)}`);
+      }
+    };
+    const signInRate = async (concurrency: number, seconds: number) => {
+      const until = Date.now() + seconds * 1000;
+      let count = 0;
+      await Promise.all(Array.from({ length: concurrency }, async () => {
+        while (Date.now() < until) { await signInOnce(); count += 1; }
+      }));
+      return count / seconds;
+    };
+    for (const cost of [12, 10]) {
+      writeConfig(cost);
+      config = loadConfig(env);
+      ours = await createReloadingApp({ config, db, secretKey, log: silentLogger, clock: systemClock });
+      handler = ours.callback as never;
+      await ours.current.services.userService.setPassword(username, 'bench-password-1');
+      // The ceiling: every core doing nothing but bcrypt (one compare per sign-in).
+      const hash = await bcrypt.hash('bench-password-1', cost);
+      const samples = SHORT ? 2 : 5;
+      const hashStart = process.hrtime.bigint();
+      for (let i = 0; i < samples; i += 1) await bcrypt.compare('bench-password-1', hash);
+      const oneHash = Number(process.hrtime.bigint() - hashStart) / 1e9 / samples;
+      const ceiling = CORES / oneHash;
+      const rate = await signInRate(CORES * 2, SECONDS);
+      rows.push({ scenario: `password sign-in, bcrypt cost ${cost}`, ours: fmt(rate, ' /s'), reference: `${fmt(ceiling, ' /s')} ceiling`, ratio: rate / ceiling, note: 'target ≥ 0.9' });
+    }
+
+    // 5: passkey assertions (challenge + verify through the service, database included), one thread.
+    const authenticator = new SoftAuthenticator(ourServer.url);
+    const passkeys = ours.current.services.passkeys;
+    // Its own user: the password sign-ins above and below must stay single-factor.
+    const keyUser = await ours.current.services.userService.add({ username: `${username}-key`, email: `${username}-key@example.com`, password: 'bench-password-1' });
+    const reg = await passkeys.registrationOptions('bench-reg', keyUser);
+    await passkeys.verifyRegistration('bench-reg', keyUser.id, authenticator.create(reg));
+    const until = Date.now() + SECONDS * 1000;
+    let verified = 0;
+    while (Date.now() < until) {
+      const options = await passkeys.authenticationOptions('bench-auth', keyUser);
+      await passkeys.verifyAuthentication('bench-auth', authenticator.get(options));
+      verified += 1;
+    }
+    rows.push({ scenario: 'passkey assertion (options + verify)', ours: fmt(verified / SECONDS, ' /s per core'), note: 'target ≥ 500' });
+
+    // 6: token endpoint p99 while 16 password sign-ins run.
+    const tokenOpts = { url: `${ourServer.url}/token`, method: 'POST' as const, headers: form, body: 'grant_type=client_credentials', connections: 4 };
+    const idle = await cannon(tokenOpts);
+    const [busy] = await Promise.all([cannon(tokenOpts), signInRate(16, SECONDS)]);
+    rows.push({
+      scenario: 'token p99 during 16 sign-ins', ours: `${busy.latency.p99} ms`, reference: `${idle.latency.p99} ms idle`,
+      ratio: busy.latency.p99 / Math.max(1, idle.latency.p99), note: 'target ≤ 2',
+    });
+
+    await db.destroy();
+  } finally {
+    for (const server of servers) { server.closeAllConnections(); server.close(); }
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+
+  const machine = `${cpus()[0]?.model ?? 'unknown CPU'} × ${CORES}, Node ${process.version}, ${process.env.DATABASE_URL ? 'PostgreSQL' : 'SQLite'}${SHORT ? ', short run' : ''}`;
+  const widths = [38, 22, 24, 8];
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 10)).join(' | ');
+  process.stdout.write(`\n${machine}\n${line(['scenario', 'wrnexus-sso', 'reference', 'ratio'])}\n`);
+  for (const r of rows) process.stdout.write(`${line([r.scenario, r.ours, r.reference ?? '', r.ratio === undefined ? '' : r.ratio.toFixed(2)])}  ${r.note ?? ''}\n`);
+  const outIndex = process.argv.indexOf('--out');
+  const out = outIndex > 0 ? process.argv[outIndex + 1]! : path.join(projectRoot, 'bench', 'results.json');
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify({ machine, date: new Date().toISOString(), short: SHORT, rows }, null, 2)}\n`);
+  process.exit(0);
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});
