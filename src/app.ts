@@ -17,6 +17,7 @@ import { createClientIp } from './http/client-ip.js';
 import { securityHeaders } from './http/views.js';
 import { staticFiles } from './http/static.js';
 import { healthChecks } from './http/health.js';
+import { createMetrics, type Metrics } from './http/metrics.js';
 import { createInteractionRoutes } from './interactions/routes.js';
 import { createSignInStates } from './interactions/sign-in-state.js';
 import { createWebAuthnApi } from './interactions/webauthn-api.js';
@@ -33,6 +34,8 @@ export interface AppDeps {
   secretKey: Buffer;
   clock?: Clock;
   log?: Logger;
+  /** Shared across rebuilds, so counters survive a key rotation. Created by createReloadingApp. */
+  metrics?: Metrics;
 }
 
 export interface App {
@@ -51,12 +54,12 @@ const BROWSER_BUNDLES = {
   '/static/simplewebauthn-browser.js': path.resolve(path.dirname(require.resolve('@simplewebauthn/browser')), '..', 'dist/bundle/index.umd.min.js'),
 };
 
-export async function buildApp({ config, db, secretKey, clock = systemClock, log = createLogger() }: AppDeps): Promise<App> {
+export async function buildApp({ config, db, secretKey, clock = systemClock, log = createLogger(), metrics }: AppDeps): Promise<App> {
   const keys = await loadOrCreateKeys(db, clock, maxTokenLifetime(config.ttl));
   const box = createSecretBox(secretKey);
   await checkSecretKeyFingerprint(db, clock, box.fingerprint());
   const pepper = await loadOrCreatePepper(db, clock, box);
-  const services = createServices({ config, db, clock, log, secretKey, pepper });
+  const services = createServices({ config, db, clock, log, secretKey, pepper, metrics });
   const provider = createProvider({
     config, db, clock, keys, users: services.users,
     async needsStepUp({ accountId, amr, loginTs, mfaPolicy, requested }) {
@@ -76,6 +79,11 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
   const accounts = createAccountSessions({ provider, services, clock, config });
 
   provider.on('server_error', (_ctx, err) => log.error('oidc server error', { error: String(err?.stack ?? err) }));
+  if (metrics) {
+    provider.use(metrics.middleware());
+    provider.on('grant.success', (ctx) => metrics.tokens.inc({ grant_type: String(ctx.oidc.params?.grant_type ?? 'unknown') }));
+    if (config.metrics.port === undefined && config.metrics.bearer_token) provider.use(metrics.route(config.metrics.bearer_token));
+  }
   provider.use(createClientIp(config.trusted_proxies).middleware());
   provider.use(securityHeaders(secure));
   provider.use(errorHandler(log));
@@ -96,6 +104,8 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
 export interface ReloadingApp {
   /** The application currently serving. */
   readonly current: App;
+  /** Prometheus metrics, when enabled. */
+  readonly metrics: Metrics | undefined;
   /** The request handler; it always hands over to the current application. */
   callback(req: IncomingMessage, res: ServerResponse): void;
   /**
@@ -109,9 +119,12 @@ export interface ReloadingApp {
 export async function createReloadingApp(deps: AppDeps): Promise<ReloadingApp> {
   const clock = deps.clock ?? systemClock;
   const { config, db } = deps;
+  const metrics = deps.metrics ?? (config.metrics.enabled ? createMetrics(db) : undefined);
+  deps = { ...deps, metrics };
   let current = await buildApp(deps);
   return {
     get current() { return current; },
+    metrics,
     callback: (req, res) => { current.callback(req, res); },
     async reloadKeys() {
       const now = epochSeconds(clock);

@@ -38,6 +38,14 @@ async function main(): Promise<void> {
   }
 
   const server = createServer(app.callback);
+  // Metrics on a port of their own (e.g. only reachable from the monitoring network).
+  const metricsServer = app.metrics && config.metrics.port !== undefined
+    ? createServer((req, res) => {
+      if (req.method !== 'GET' || req.url !== '/metrics') { res.statusCode = 404; res.end(); return; }
+      app.metrics!.render().then(({ type, body }) => { res.setHeader('Content-Type', type); res.end(body); },
+        () => { res.statusCode = 500; res.end(); });
+    }).listen(config.metrics.port)
+    : undefined;
   server.listen(config.port, () => {
     process.stdout.write([
       '',
@@ -76,6 +84,7 @@ async function main(): Promise<void> {
     log.info('shutting down', { signal });
     clearInterval(cleanup);
     clearInterval(reload);
+    metricsServer?.close();
     server.close(() => {
       db.destroy().finally(() => process.exit(0));
     });

@@ -21,8 +21,9 @@ import { createThrottleQueries } from './queries/throttle.js';
 import { createSecurityEventQueries } from './queries/security-events.js';
 import { createThrottle } from './auth/throttle.js';
 import { createAudit } from './auth/audit.js';
+import type { Metrics } from './http/metrics.js';
 
-export function createServices(deps: { config: Config; db: Db; clock: Clock; log: Logger; secretKey: Buffer; pepper: Buffer }) {
+export function createServices(deps: { config: Config; db: Db; clock: Clock; log: Logger; secretKey: Buffer; pepper: Buffer; metrics?: Metrics }) {
   const { config, db, clock, log } = deps;
   const box = createSecretBox(deps.secretKey);
   const users = createUserQueries(db);
@@ -44,8 +45,15 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
     enrolled: createEnrollmentReader({ passkeys: passkeyQueries, totp, recovery }),
     progress: createSignInProgress({ queries: createSignInProgressQueries(db), clock, ttlSeconds: config.ttl.interaction }),
     challenges: createChallengeQueries(db),
-    throttle: createThrottle({ queries: createThrottleQueries(db), clock, policy: config.throttle }),
-    audit: createAudit({ events: createSecurityEventQueries(db), clock, log }),
+    throttle: createThrottle({
+      queries: createThrottleQueries(db), clock, policy: config.throttle, onRefused: (scope) => deps.metrics?.throttled.inc({ scope }),
+    }),
+    audit: createAudit({
+      events: createSecurityEventQueries(db), clock, log,
+      observe: (event) => {
+        if (event.type === 'sign_in') deps.metrics?.signIns.inc({ outcome: event.outcome, factor: String(event.detail?.factor ?? 'all') });
+      },
+    }),
   };
 }
 

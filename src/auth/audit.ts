@@ -27,7 +27,7 @@ export interface AuditEvent extends RequestFacts {
   detail?: Record<string, string | number | boolean>;
 }
 
-export function createAudit(deps: { events: SecurityEventQueries; clock: Clock; log: Logger }) {
+export function createAudit(deps: { events: SecurityEventQueries; clock: Clock; log: Logger; observe?: (event: AuditEvent) => void }) {
   const { events, clock, log } = deps;
   return {
     async record(event: AuditEvent): Promise<void> {
@@ -43,6 +43,7 @@ export function createAudit(deps: { events: SecurityEventQueries; clock: Clock; 
         detail: event.detail ? JSON.stringify(event.detail) : null,
       };
       log.info(`security event: ${event.type}`, { outcome: event.outcome, user_id: row.user_id, client_id: row.client_id, ip: row.ip, ...event.detail });
+      deps.observe?.(event);
       await events.insert(row);
     },
     list: events.list,

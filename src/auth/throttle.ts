@@ -39,7 +39,7 @@ export interface Attempt {
   failed(): Promise<boolean>;
 }
 
-export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; policy: ThrottlePolicy }) {
+export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; policy: ThrottlePolicy; onRefused?: (scope: 'account' | 'ip') => void }) {
   const { queries, clock, policy } = deps;
   const now = () => epochSeconds(clock);
   const ipKey = (ip: string) => `ip:${ip}:${Math.floor(now() / policy.ip_window_seconds)}`;
@@ -55,6 +55,7 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
     async begin(factor: Factor, subject: string, ip: string): Promise<Attempt> {
       const ipRow = await queries.read(ipKey(ip));
       if (ipRow.failures >= policy.ip_max_failures) {
+        deps.onRefused?.('ip');
         throw new ThrottledError(policy.ip_window_seconds - (now() % policy.ip_window_seconds), 'ip');
       }
       const key = `acct:${subject}:${factor}`;
@@ -64,6 +65,7 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
         await queries.increment(ipKey(ip), now());
         if (taken) await queries.blockUntil(key, now() + policy.lock_seconds, now());
         const { blocked_until: until } = await queries.read(key);
+        deps.onRefused?.('account');
         throw new ThrottledError(Math.max(1, (until ?? now()) - now()), 'account');
       }
       return {

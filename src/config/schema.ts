@@ -99,6 +99,19 @@ export const configSchema = z.strictObject({
     refresh_token: seconds(14 * 24 * 3600, 'Refresh token lifetime.'),
     grant: seconds(14 * 24 * 3600, 'Grant (consent) lifetime.'),
   }).prefault({}),
+  metrics: z.strictObject({
+    enabled: z.boolean().default(false).describe('Serve Prometheus metrics.'),
+    port: z.int().min(1).max(65535).optional().describe('Serve /metrics on this port only (e.g. an internal network).'),
+    bearer_token: z.string().min(16, { error: 'must be at least 16 characters (use ${ENV_VAR})' }).optional()
+      .describe('Without a port: /metrics on the main port, for requests with Authorization: Bearer <token>.'),
+  }).prefault({}).superRefine((m, ctx) => {
+    if (m.enabled && m.port === undefined && m.bearer_token === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'metrics on the main port need a bearer_token (or set a port of their own)' });
+    }
+  }),
+  log: z.strictObject({
+    level: z.enum(['debug', 'info', 'warn', 'error'], { error: 'expected debug, info, warn or error' }).default('info'),
+  }).prefault({}),
   keys: z.strictObject({
     rotate_every: z.int().min(0).default(0)
       .describe('Seconds between automatic signing-key rotations; 0 turns automatic rotation off.'),
