@@ -17,6 +17,7 @@ import { createClientIp } from './http/client-ip.js';
 import { securityHeaders } from './http/views.js';
 import { staticFiles } from './http/static.js';
 import { healthChecks } from './http/health.js';
+import { requestLog } from './http/request-log.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
 import { createInteractionRoutes } from './interactions/routes.js';
 import { createSignInStates } from './interactions/sign-in-state.js';
@@ -85,6 +86,7 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
     if (config.metrics.port === undefined && config.metrics.bearer_token) provider.use(metrics.route(config.metrics.bearer_token));
   }
   provider.use(createClientIp(config.trusted_proxies).middleware());
+  provider.use(requestLog(log));
   provider.use(securityHeaders(secure));
   provider.use(errorHandler(log));
   provider.use(staticFiles(BROWSER_BUNDLES));

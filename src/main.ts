@@ -25,7 +25,7 @@ async function main(): Promise<void> {
     if (err instanceof ConfigError) fail(`wrnexus-sso: ${err.message}\nRefusing to start.`);
     throw err;
   }
-  const log = createLogger();
+  const log = createLogger(undefined, config.log.level);
   const db = connect(config);
   const applied = await migrate(db);
   if (applied.length > 0) log.info('database migrated', { applied });

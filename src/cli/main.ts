@@ -122,7 +122,7 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
     }
     if (group === 'secrets') {
       if (command !== 'rotate' || rest.length > 0) throw new UsageError(`unknown command: ${positionals.join(' ')}`);
-      const warn = { info() {}, warn: (msg: string) => process.stderr.write(`idp: ${msg}\n`), error() {} };
+      const warn = { ...silentLogger, warn: (msg: string) => { process.stderr.write(`idp: ${msg}\n`); } };
       const current = loadSecretKey(process.env, config.data_dir, warn);
       const fromEnv = !!(process.env.IDP_SECRET_KEY || process.env.IDP_SECRET_KEY_FILE);
       const target = values['new-key-file'];

@@ -1,0 +1,41 @@
+/** Log lines: JSON with the fields operators need, one per request, with the request id echoed back. */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createLogger } from '../../src/log.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/databases.js';
+import { startIdp, type TestIdp } from '../helpers/idp.js';
+
+describe('logging', () => {
+  let database: TestDatabase;
+  let idp: TestIdp;
+  const lines: string[] = [];
+
+  beforeAll(async () => {
+    database = await createTestDatabase('sqlite');
+    idp = await startIdp(database, { log: createLogger((line) => lines.push(line)) });
+  });
+  afterAll(async () => {
+    await idp?.close();
+    await database?.dispose();
+  });
+
+  it('writes one JSON line per request with id, method, route, status and latency', async () => {
+    const res = await fetch(`${idp.issuer}/.well-known/openid-configuration?secret=do-not-log`, { headers: { 'x-request-id': 'trace-123' } });
+    expect(res.headers.get('x-request-id')).toBe('trace-123');
+    const entry = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.request_id === 'trace-123');
+    expect(entry).toMatchObject({ level: 30, msg: 'request', method: 'GET', route: 'discovery', status: 200 });
+    expect(typeof entry!.ms).toBe('number');
+    expect(lines.join('\n')).not.toContain('do-not-log');
+
+    const generated = await fetch(`${idp.issuer}/healthz`, { headers: { 'x-request-id': 'bad id with spaces' } });
+    expect(generated.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('honours the level', () => {
+    const quiet: string[] = [];
+    const logger = createLogger((line) => quiet.push(line), 'warn');
+    logger.info('hidden');
+    logger.warn('shown', { n: 1 });
+    expect(quiet).toHaveLength(1);
+    expect(JSON.parse(quiet[0]!)).toMatchObject({ msg: 'shown', n: 1, level: 40 });
+  });
+});
