@@ -16,6 +16,7 @@ import { checkNewPassword, hashPassword } from '../auth/password.js';
 import { readForm } from '../http/body.js';
 import type { Csrf } from '../http/csrf.js';
 import { renderPage } from '../http/views.js';
+import { recoveryCodesView, totpSetupView } from '../http/factor-views.js';
 import type { Logger } from '../log.js';
 import { ACCOUNT_CLIENT_ID } from '../oidc/provider.js';
 import type { Services } from '../services.js';
@@ -191,8 +192,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
       ?? await services.totp.startEnrollment(account.user.id, account.user.email);
     renderPage(ctx, 'account-totp', {
       title: 'Set up an authenticator app', csrf: csrf.token(ctx),
-      qrDataUrl: `data:image/svg+xml;base64,${Buffer.from(enrollment.qrSvg).toString('base64')}`,
-      uri: enrollment.uri, secret: enrollment.secret.replace(/(.{4})/g, '$1 ').trim(),
+      ...totpSetupView(enrollment),
     });
   });
 
@@ -204,8 +204,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
       const enrollment = (await services.totp.pendingEnrollment(account.user.id, account.user.email))!;
       return renderPage(ctx, 'account-totp', {
         title: 'Set up an authenticator app', csrf: csrf.token(ctx), error: 'That did not work. Check the code and try again.',
-        qrDataUrl: `data:image/svg+xml;base64,${Buffer.from(enrollment.qrSvg).toString('base64')}`,
-        uri: enrollment.uri, secret: enrollment.secret.replace(/(.{4})/g, '$1 ').trim(),
+        ...totpSetupView(enrollment),
       }, 400);
     }
     await audit(ctx, account, { type: 'factor_enrolled', detail: { factor: 'otp' } });
@@ -214,8 +213,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     }
     const codes = await services.recovery.regenerate(account.user.id);
     return renderPage(ctx, 'recovery-codes', {
-      title: 'Save your recovery codes', csrf: csrf.token(ctx), codes, continueUrl: '/account',
-      download: `data:text/plain;charset=utf-8,${encodeURIComponent(`wrnexus-sso recovery codes for ${account.user.username}\n\n${codes.join('\n')}\n`)}`,
+      title: 'Save your recovery codes', csrf: csrf.token(ctx), continueUrl: '/account', ...recoveryCodesView(account.user.username, codes),
     });
   });
 
@@ -240,8 +238,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     const codes = await services.recovery.regenerate(account.user.id);
     await audit(ctx, account, { type: 'recovery_codes_regenerated' });
     return renderPage(ctx, 'recovery-codes', {
-      title: 'Save your recovery codes', csrf: csrf.token(ctx), codes, continueUrl: '/account',
-      download: `data:text/plain;charset=utf-8,${encodeURIComponent(`wrnexus-sso recovery codes for ${account.user.username}\n\n${codes.join('\n')}\n`)}`,
+      title: 'Save your recovery codes', csrf: csrf.token(ctx), continueUrl: '/account', ...recoveryCodesView(account.user.username, codes),
     });
   });
 

@@ -18,6 +18,7 @@ import { readForm } from '../http/body.js';
 import type { CookieJar } from '../http/cookies.js';
 import type { Csrf } from '../http/csrf.js';
 import { renderPage } from '../http/views.js';
+import { recoveryCodesView, totpSetupView } from '../http/factor-views.js';
 import type { Logger } from '../log.js';
 import type { Services } from '../services.js';
 import type { Interaction, SignInState, SignInStates } from './sign-in-state.js';
@@ -156,9 +157,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
           return renderPage(ctx, 'enroll-totp', {
             title: 'Set up an authenticator app',
             ...common(ctx, state),
-            qrDataUrl: `data:image/svg+xml;base64,${Buffer.from(enrollment.qrSvg).toString('base64')}`,
-            uri: enrollment.uri,
-            secret: enrollment.secret.replace(/(.{4})/g, '$1 ').trim(),
+            ...totpSetupView(enrollment),
             error: opts.error,
           }, status);
         }
@@ -281,8 +280,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     // The first factor: issue the recovery codes now, and show them this once.
     const codes = await services.recovery.regenerate(user.id);
     return renderPage(ctx, 'recovery-codes', {
-      title: 'Save your recovery codes', ...common(ctx, state), codes,
-      download: `data:text/plain;charset=utf-8,${encodeURIComponent(`wrnexus-sso recovery codes for ${user.username}\n\n${codes.join('\n')}\n`)}`,
+      title: 'Save your recovery codes', ...common(ctx, state), ...recoveryCodesView(user.username, codes),
     });
   });
 

@@ -1,0 +1,15 @@
+/** View data shared by the sign-in and account pages for setting up factors. */
+import type { TotpEnrollment } from '../auth/totp.js';
+
+/** The TOTP setup block: QR code (inline SVG as a data URL), otpauth:// link, and the key grouped by four. */
+export const totpSetupView = (enrollment: TotpEnrollment) => ({
+  qrDataUrl: `data:image/svg+xml;base64,${Buffer.from(enrollment.qrSvg).toString('base64')}`,
+  uri: enrollment.uri,
+  secret: enrollment.secret.replace(/(.{4})/g, '$1 ').trim(),
+});
+
+/** The recovery codes page: the codes and a text file of them to download. */
+export const recoveryCodesView = (username: string, codes: string[]) => ({
+  codes,
+  download: `data:text/plain;charset=utf-8,${encodeURIComponent(`wrnexus-sso recovery codes for ${username}\n\n${codes.join('\n')}\n`)}`,
+});
