@@ -19,7 +19,7 @@ describe('npm run bench --short', () => {
     expect(results.short).toBe(true);
     expect(results.rows.map((r) => r.scenario)).toEqual([
       'discovery (GET)', 'JWKS (GET)', 'client_credentials (POST /token)', 'refresh_token (POST /token)',
-      'password sign-in, bcrypt cost 12', 'password sign-in, bcrypt cost 10', 'passkey assertion (options + verify)',
+      'password sign-in, bcrypt cost 12', 'password sign-in, bcrypt cost 10', 'passkey assertion verification',
       'token p99 during 16 sign-ins',
     ]);
     expect(run.stdout).toContain('wrnexus-sso');
