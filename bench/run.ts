@@ -109,6 +109,8 @@ async function main() {
         body: `grant_type=refresh_token&refresh_token=${await mintRefreshToken(provider, provider === bare ? 'someone' : user.id)}`,
       })],
     ];
+    // Warm both up (JIT, connection pools) so the first scenario is not the one that pays for it.
+    for (const base of [ourServer.url, bareServer.url]) await cannon({ url: `${base}/.well-known/openid-configuration`, duration: 1 });
     for (const [name, build] of pairs) {
       const mine = await cannon(await build(ourServer.url, ours.current.provider));
       const theirs = await cannon(await build(bareServer.url, bare));
