@@ -23,6 +23,7 @@ describe.each(databaseKinds())('graceful shutdown on %s', (kind) => {
   let survivor: TestIdp;
   let child: ChildProcess;
   let childUrl: string;
+  let metricsUrl: string;
   const issuer = 'http://idp.shutdown.test';
 
   beforeAll(async () => {
@@ -31,8 +32,12 @@ describe.each(databaseKinds())('graceful shutdown on %s', (kind) => {
     await survivor.users.add({ username: 'term', email: 'term@example.com', password: 'term-password-1' });
     const port = await freePort();
     childUrl = `http://127.0.0.1:${port}`;
+    const metricsPort = await freePort();
+    metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     const config = path.join(database.target.data_dir, 'child.yaml');
-    writeFileSync(config, YAML.stringify({ password: { bcrypt_cost: 4 }, clients: defaultClients(REDIRECT_URI) }));
+    writeFileSync(config, YAML.stringify({
+      password: { bcrypt_cost: 4 }, clients: defaultClients(REDIRECT_URI), metrics: { enabled: true, port: metricsPort },
+    }));
     child = spawn(process.execPath, [path.join(projectRoot, 'dist', 'src', 'main.js')], {
       env: {
         ...process.env, IDP_CONFIG: config, IDP_ISSUER: issuer, PORT: String(port), IDP_DATA_DIR: database.target.data_dir,
@@ -56,11 +61,16 @@ describe.each(databaseKinds())('graceful shutdown on %s', (kind) => {
     await database?.dispose();
   });
 
-  it('exits cleanly on SIGTERM and the sign-in it started finishes elsewhere', async () => {
+  it('serves metrics on their own port, exits cleanly on SIGTERM, and the sign-in it started finishes elsewhere', async () => {
     let backend = childUrl;
     const browser = new Browser(issuer, (url) => new URL(url.pathname + url.search, backend));
     const login = await browser.get(authorizeUrl(issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' }));
     expect(login.body).toContain('autocomplete="current-password"');
+    // Metrics on their own port, without a token; not on the main port.
+    const metrics = await fetch(metricsUrl);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toMatch(/idp_http_request_duration_seconds_count\{method="GET",route="authorization"/);
+    expect((await fetch(`${childUrl}/metrics`)).status).toBe(404);
 
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.kill('SIGTERM');
