@@ -48,6 +48,8 @@ const SHOWN_EVENTS: Record<string, string> = {
   cli_user_unlocked: 'Unlocked by an administrator',
 };
 
+const ALREADY_TOTP = 'An authenticator app is already set up. Remove it first to set up another.';
+
 const date = (seconds: number | null) => (seconds ? new Date(seconds * 1000).toISOString().slice(0, 16).replace('T', ' ') + ' UTC' : 'never');
 
 export function createAccountRoutes(deps: AccountDeps): Router {
@@ -188,6 +190,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
       ctx.redirect('/account/login?reauth=1');
       return;
     }
+    if (account.enrolled.totp) return renderAccount(ctx, account, { error: ALREADY_TOTP }, 409);
     const enrollment = await services.totp.pendingEnrollment(account.user.id, account.user.email)
       ?? await services.totp.startEnrollment(account.user.id, account.user.email);
     renderPage(ctx, 'account-totp', {
@@ -200,8 +203,10 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     const ok = await requireRecent(ctx);
     if (!ok) return;
     const { account, form } = ok;
+    if (account.enrolled.totp) return renderAccount(ctx, account, { error: ALREADY_TOTP }, 409);
     if (!(await services.totp.confirmEnrollment(account.user.id, form.code ?? ''))) {
-      const enrollment = (await services.totp.pendingEnrollment(account.user.id, account.user.email))!;
+      const enrollment = await services.totp.pendingEnrollment(account.user.id, account.user.email);
+      if (!enrollment) return renderAccount(ctx, account, { error: 'That setup has expired. Start again.' }, 400);
       return renderPage(ctx, 'account-totp', {
         title: 'Set up an authenticator app', csrf: csrf.token(ctx), error: 'That did not work. Check the code and try again.',
         ...totpSetupView(enrollment),

@@ -44,6 +44,12 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
   const now = () => epochSeconds(clock);
   const ipKey = (ip: string) => `ip:${ip}:${Math.floor(now() / policy.ip_window_seconds)}`;
 
+  /**
+   * A lock expires by itself: the count is left one below the limit, so the first attempt after the lock
+   * is checked, and if it fails too the factor locks again at once (one guess per lock period).
+   */
+  const lock = (key: string) => queries.lock(key, now() + policy.lock_seconds, policy.lock_after - 1, now());
+
   const backoff = (failures: number) => (failures < policy.backoff_after ? 0
     : Math.min(policy.max_backoff_seconds, 2 ** (failures - policy.backoff_after)));
 
@@ -53,8 +59,11 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
      * from `ip`; throws ThrottledError (status 429, retryAfter) when either limit says no.
      */
     async begin(factor: Factor, subject: string, ip: string): Promise<Attempt> {
-      const ipRow = await queries.read(ipKey(ip));
-      if (ipRow.failures >= policy.ip_max_failures) {
+      // The address's attempt is reserved first (and given back on success), so a parallel burst from one
+      // address cannot all pass the check before any of it is counted.
+      const addressKey = ipKey(ip);
+      const fromIp = await queries.adjust(addressKey, 1, now());
+      if (fromIp > policy.ip_max_failures) {
         deps.onRefused?.('ip');
         throw new ThrottledError(policy.ip_window_seconds - (now() % policy.ip_window_seconds), 'ip');
       }
@@ -62,18 +71,19 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
       const taken = await queries.take(key, now());
       if (!taken || taken.failures > policy.lock_after) {
         // Refused guesses still count against the address: hammering a locked account is spraying too.
-        await queries.increment(ipKey(ip), now());
-        if (taken) await queries.blockUntil(key, now() + policy.lock_seconds, now());
+        if (taken) await lock(key);
         const { blocked_until: until } = await queries.read(key);
         deps.onRefused?.('account');
         throw new ThrottledError(Math.max(1, (until ?? now()) - now()), 'account');
       }
       return {
-        succeeded: () => queries.reset(key, now()),
+        async succeeded() {
+          await queries.reset(key, now());
+          await queries.adjust(addressKey, -1, now());
+        },
         async failed() {
-          await queries.increment(ipKey(ip), now());
           if (taken.failures >= policy.lock_after) {
-            await queries.blockUntil(key, now() + policy.lock_seconds, now());
+            await lock(key);
             return true;
           }
           const wait = backoff(taken.failures);

@@ -17,6 +17,11 @@ async function readRaw(ctx: Context): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+// A NUL character is never legitimate input here, and PostgreSQL refuses it in text parameters.
+const NUL = /\u0000/;
+// In JSON it may also arrive escaped.
+const JSON_NUL = /\u0000|\\u0000/i;
+
 /** application/x-www-form-urlencoded → a map of the first value of each field. */
 export async function readForm(ctx: Context): Promise<Record<string, string>> {
   if (!ctx.is('application/x-www-form-urlencoded')) {
@@ -24,18 +29,28 @@ export async function readForm(ctx: Context): Promise<Record<string, string>> {
   }
   const params = new URLSearchParams(await readRaw(ctx));
   const out: Record<string, string> = {};
-  for (const [key, value] of params) if (!(key in out)) out[key] = value;
+  for (const [key, value] of params) {
+    if (NUL.test(key) || NUL.test(value)) throw new AppError('invalid_request', 'The form contains characters that are not allowed.');
+    if (!(key in out)) out[key] = value;
+  }
   return out;
 }
 
-export async function readJson(ctx: Context): Promise<unknown> {
+/** A JSON object body (not null, an array or a scalar). */
+export async function readJson(ctx: Context): Promise<Record<string, unknown>> {
   if (!ctx.is('application/json')) {
     throw new AppError('invalid_request', 'Content-Type must be application/json', { status: 415 });
   }
   const raw = await readRaw(ctx);
+  if (JSON_NUL.test(raw)) throw new AppError('invalid_request', 'the body contains characters that are not allowed');
+  let parsed: unknown;
   try {
-    return JSON.parse(raw || '{}');
+    parsed = JSON.parse(raw || '{}');
   } catch {
     throw new AppError('invalid_request', 'the body is not valid JSON');
   }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new AppError('invalid_request', 'the body must be a JSON object');
+  }
+  return parsed as Record<string, unknown>;
 }

@@ -89,7 +89,7 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
   });
 
   router.post('/api/auth/mfa/verify/webauthn', async (ctx) => {
-    const body = await readJson(ctx) as AuthenticationResponseJSON;
+    const body = await readJson(ctx) as unknown as AuthenticationResponseJSON;
     const cookie = existingChallengeCookie(ctx);
     const signIn = await states.forApi(ctx);
     const facts = requestFacts(ctx, signIn?.interaction.params.client_id);
@@ -131,7 +131,7 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
   });
 
   router.post('/api/mfa/passkeys/finish', async (ctx) => {
-    const body = await readJson(ctx) as RegistrationResponseJSON & { name?: unknown };
+    const body = await readJson(ctx) as unknown as RegistrationResponseJSON & { name?: unknown };
     const { user, signIn } = await enrollingUser(ctx);
     const cookie = existingChallengeCookie(ctx);
     const firstFactor = !hasAnyFactor(await services.enrolled(user.id));

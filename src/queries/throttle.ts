@@ -26,10 +26,15 @@ export function createThrottleQueries(db: Knex) {
       if (updated !== 1) return undefined;
       return read(key);
     },
-    /** Adds one failure without checking (per-IP counters). */
-    async increment(key: string, now: number): Promise<void> {
-      await table().insert({ key, failures: 1, blocked_until: null, updated_at: now })
-        .onConflict('key').merge({ failures: db.raw('throttle.failures + 1'), updated_at: now });
+    /** Locks until `until`, with the count set so that the first attempt after the lock is allowed. */
+    async lock(key: string, until: number, failures: number, now: number): Promise<void> {
+      await table().where({ key }).update({ blocked_until: until, failures, updated_at: now });
+    },
+    /** Adds `delta` (which may be negative) without checking. */
+    async adjust(key: string, delta: number, now: number): Promise<number> {
+      await table().insert({ key, failures: 0, blocked_until: null, updated_at: now }).onConflict('key').ignore();
+      await table().where({ key }).update({ failures: db.raw('failures + ?', [delta]), updated_at: now });
+      return (await read(key)).failures;
     },
     async blockUntil(key: string, until: number, now: number): Promise<void> {
       await table().where({ key }).andWhere((q) => q.whereNull('blocked_until').orWhere('blocked_until', '<', until))

@@ -109,6 +109,28 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     expect((await p.send(totpNow('guess1'))).status).toBe(303);
   });
 
+  it('lets a lock expire by itself: one checked attempt after each lock period', async () => {
+    await userWithTotp('guess3');
+    const p = await pendingTotp('guess3', '198.51.100.3');
+    let evaluated = 0;
+    for (let i = 0; i < 40 && evaluated < STRICT.lock_after; i += 1) {
+      const res = await p.send(wrongCode('guess3'));
+      if (res.status === 401) evaluated += 1;
+      else now += (Number(res.headers.get('retry-after')) + 1) * 1000;
+    }
+    expect(evaluated).toBe(STRICT.lock_after);
+    expect((await p.send(totpNow('guess3'))).status).toBe(429);
+    now += (STRICT.lock_seconds + 1) * 1000;
+    // After the lock (the sign-in page itself has expired by now: start again): one checked attempt,
+    // and a wrong one locks again at once.
+    const after = await pendingTotp('guess3', '198.51.100.3');
+    expect((await after.send(wrongCode('guess3'))).status).toBe(401);
+    expect((await after.send(totpNow('guess3'))).status).toBe(429);
+    now += (STRICT.lock_seconds + 1) * 1000;
+    const later = await pendingTotp('guess3', '198.51.100.3');
+    expect((await later.send(totpNow('guess3'))).status).toBe(303);
+  });
+
   it('counts every one of 50 parallel wrong codes and evaluates no more than the lock allows', async () => {
     const user = await userWithTotp('guess2');
     const browsers = [];
@@ -134,6 +156,10 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
         return browser.request(new URL(findForm(page.body, '/login').action, page.url).toString(), { form: { ...findForm(page.body, '/login').fields, login, password } });
       };
       for (let i = 0; i < 10; i += 1) expect((await attempt('203.0.113.7', `victim${i}`, 'Summer2026!')).status).toBe(401);
+      // A parallel burst from a fresh address is held to the same ceiling.
+      const burst = await Promise.all(Array.from({ length: 30 }, (_, i) => attempt('203.0.113.99', `burst${i}`, 'Summer2026!')));
+      expect(burst.filter((r) => r.status === 401).length).toBeLessThanOrEqual(10);
+      expect(burst.filter((r) => r.status === 429).length).toBeGreaterThanOrEqual(20);
       const blocked = await attempt('203.0.113.7', 'sprayed', 'sprayed-password-1');
       expect(blocked.status).toBe(429);
       expect(blocked.headers.get('retry-after')).toMatch(/^\d+$/);

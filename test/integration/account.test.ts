@@ -65,6 +65,10 @@ describe.each(databaseKinds())('account page on %s', (kind) => {
     const second = await browser.submit(reauth, '/login', { login: 'yara', password: 'yara-password-1' });
     const back = await browser.submit(second, '/totp', { code: generateSync({ secret, epoch: Math.floor(now / 1000) }) });
     expect(back.url).toBe(`${idp.issuer}/account`);
+    // A second authenticator app is not set up over the first one.
+    const again = await browser.get('/account/totp');
+    expect(again.status).toBe(409);
+    expect(again.body).toContain('already set up');
     const fresh = await browser.submit(back, '/account/recovery-codes', {});
     const regenerated = recoveryCodesOf(fresh);
     expect(regenerated).toHaveLength(10);

@@ -211,6 +211,11 @@ describe.each(databaseKinds())('passkeys on %s', (kind) => {
       expect(form.status).toBe(415);
       const start = await s.browser.api('POST', '/api/mfa/passkeys/start', {});
       expect(start.status).toBe(403);
+      for (const body of [null, [1], 'text']) {
+        const bad = await s.browser.api('POST', '/api/auth/mfa/verify/webauthn', body);
+        expect(bad.status).toBe(400);
+        expect(bad.body).toMatchObject({ error: 'invalid_request' });
+      }
       // Nothing was issued to the half-signed-in browser.
       const none = await s.browser.request(`/auth?client_id=first-party&response_type=code&scope=openid&prompt=none&redirect_uri=${encodeURIComponent(REDIRECT_URI)}&code_challenge=${'a'.repeat(43)}&code_challenge_method=S256`);
       expect(new URL(none.headers.get('location')!).searchParams.get('error')).toBe('login_required');

@@ -136,6 +136,15 @@ describe.each(databaseKinds())('sign-in pages on %s', (kind) => {
     expect(JSON.parse(json.body)).toMatchObject({ error: 'invalid_request' });
   });
 
+  it('answers a NUL character in the form with 400, not a server error', async () => {
+    const browser = new Browser(idp.issuer);
+    const page = await browser.get(webAppUrl());
+    const form = findForm(page.body, '/login');
+    const res = await browser.request(new URL(form.action, page.url).toString(), { form: { ...form.fields, login: 'bob\u0000', password: 'x' } });
+    expect(res.status).toBe(400);
+    expect(res.body).toContain('not allowed');
+  });
+
   it('cancelling sends the user back to the app with access_denied', async () => {
     const browser = new Browser(idp.issuer);
     const page = await browser.get(webAppUrl({ state: 'xyz' }));
