@@ -148,3 +148,6 @@ export function findForm(html: string, action: RegExp | string): { action: strin
   }
   throw new Error(`no form with action ${String(action)} in page:\n${html.slice(0, 2000)}`);
 }
+
+/** What a person reads on the page: the text without tags and attributes (tokens and nonces are random). */
+export const visibleText = (page: Page): string => page.body.replace(/<script[\s\S]*?<\/script>/g, ' ').replace(/<[^>]+>/g, ' ');
