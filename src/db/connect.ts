@@ -4,6 +4,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import type { Database, Statement } from 'better-sqlite3';
 import knex, { type Knex } from 'knex';
 
 export type Db = Knex;
@@ -40,13 +41,36 @@ export function connect(target: DbTarget): Db {
     pool: {
       min: 1,
       max: 1,
-      afterCreate(conn: { pragma(sql: string): unknown }, done: (err: Error | null, conn: unknown) => void) {
+      afterCreate(conn: Database, done: (err: Error | null, conn: unknown) => void) {
         // WAL lets several processes (server + CLI) share the file; foreign keys are off by default in SQLite.
         conn.pragma('journal_mode = WAL');
         conn.pragma('foreign_keys = ON');
         conn.pragma('busy_timeout = 5000');
+        cachePreparedStatements(conn);
         done(null, conn);
       },
     },
   });
+}
+
+/**
+ * knex prepares every statement anew for each query; on SQLite that parse is a good share of a small
+ * query's cost. The queries layer issues a few dozen distinct statements, so keep the most recent ones
+ * (bounded: an `IN (…)` of another length is another statement). Statements run one at a time on this
+ * single connection, so reusing one is safe.
+ */
+function cachePreparedStatements(conn: Database, size = 256): void {
+  const prepare = conn.prepare.bind(conn);
+  const cache = new Map<string, Statement>();
+  conn.prepare = ((sql: string) => {
+    let statement = cache.get(sql);
+    if (statement) {
+      cache.delete(sql);
+    } else {
+      statement = prepare(sql);
+      if (cache.size >= size) cache.delete(cache.keys().next().value!);
+    }
+    cache.set(sql, statement);
+    return statement;
+  }) as Database['prepare'];
 }

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { directSqlite } from '../db/sqlite-direct.js';
 
 export interface PayloadRow {
   kind: string;
@@ -13,30 +14,64 @@ export interface PayloadRow {
 
 type Lookup = 'id' | 'uid' | 'user_code';
 
+// The same statements as the knex builders below, written out for the SQLite fast path (one row per
+// token issued: see src/db/sqlite-direct.ts).
+const COLUMNS = ['kind', 'id', 'payload', 'grant_id', 'user_code', 'uid', 'expires_at', 'consumed_at'] as const;
+const SQLITE = {
+  upsert: `insert into oidc_payloads (${COLUMNS.join(', ')}) values (${COLUMNS.map(() => '?').join(', ')})
+    on conflict (kind, id) do update set ${COLUMNS.slice(2).map((c) => `${c} = excluded.${c}`).join(', ')}`,
+  findLive: (column: Lookup) => `select payload, consumed_at from oidc_payloads
+    where kind = ? and ${column} = ? and (expires_at is null or expires_at > ?) limit 1`,
+  consume: 'update oidc_payloads set consumed_at = ? where kind = ? and id = ? and consumed_at is null',
+  destroy: 'delete from oidc_payloads where kind = ? and id = ?',
+  destroyByGrantId: 'delete from oidc_payloads where kind = ? and grant_id = ?',
+};
+
+type Found = { payload: string; consumed_at: number | string | null };
+const found = (row: Found | undefined) => (row
+  ? { payload: row.payload, consumed_at: row.consumed_at == null ? null : Number(row.consumed_at) }
+  : undefined);
+
 export function createOidcPayloadQueries(db: Knex) {
   const table = () => db('oidc_payloads');
+  const sqlite = directSqlite(db);
   return {
     async upsert(row: PayloadRow): Promise<void> {
+      if (sqlite) {
+        await sqlite.write(SQLITE.upsert, COLUMNS.map((c) => row[c]));
+        return;
+      }
       await table().insert(row).onConflict(['kind', 'id']).merge();
     },
     /** The live row of `kind` whose `column` is `value`; expired rows count as absent. */
     async findLive(kind: string, column: Lookup, value: string, nowSeconds: number):
     Promise<{ payload: string; consumed_at: number | null } | undefined> {
-      const row = await table()
+      if (sqlite) return found(await sqlite.get<Found>(SQLITE.findLive(column), [kind, value, nowSeconds]));
+      return found(await table()
         .select('payload', 'consumed_at')
         .where({ kind, [column]: value })
         .andWhere((q) => q.whereNull('expires_at').orWhere('expires_at', '>', nowSeconds))
-        .first();
-      if (!row) return undefined;
-      return { payload: row.payload, consumed_at: row.consumed_at == null ? null : Number(row.consumed_at) };
+        .first());
     },
     async consume(kind: string, id: string, nowSeconds: number): Promise<void> {
+      if (sqlite) {
+        await sqlite.write(SQLITE.consume, [nowSeconds, kind, id]);
+        return;
+      }
       await table().where({ kind, id }).whereNull('consumed_at').update({ consumed_at: nowSeconds });
     },
     async destroy(kind: string, id: string): Promise<void> {
+      if (sqlite) {
+        await sqlite.write(SQLITE.destroy, [kind, id]);
+        return;
+      }
       await table().where({ kind, id }).delete();
     },
     async destroyByGrantId(kind: string, grantId: string): Promise<void> {
+      if (sqlite) {
+        await sqlite.write(SQLITE.destroyByGrantId, [kind, grantId]);
+        return;
+      }
       await table().where({ kind, grant_id: grantId }).delete();
     },
     async deleteExpired(nowSeconds: number): Promise<number> {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { migratedDb, createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { createAdapterFactory, deleteExpiredPayloads } from '../../src/oidc/adapter.js';
 import { loadOrCreateKeys } from '../../src/oidc/keys.js';
+import { createOidcPayloadQueries, type PayloadRow } from '../../src/queries/oidc-payloads.js';
 import type { Clock } from '../../src/clock.js';
 import { Browser } from '../helpers/browser.js';
 import { startIdp, type TestIdp } from '../helpers/idp.js';
@@ -52,6 +53,52 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       await tokens.upsert('at-3', { accountId: 'a1' }, 60);
       await tokens.destroy('at-3');
       expect(await tokens.find('at-3')).toBeUndefined();
+    });
+
+    // On SQLite, writes that arrive together are committed together (src/db/sqlite-direct.ts); what a
+    // caller sees must not change: each write is stored once its promise resolves, and fails alone.
+    it('stores every one of many parallel writes, each visible once its promise resolves', async () => {
+      const { clock } = movableClock();
+      const Adapter = createAdapterFactory(env.db, clock);
+      const tokens = new Adapter('ClientCredentials');
+      await Promise.all(Array.from({ length: 60 }, async (_, i) => {
+        await tokens.upsert(`cc-${i}`, { clientId: 'c', n: i } as never, 600);
+        expect(await tokens.find(`cc-${i}`)).toEqual({ clientId: 'c', n: i });
+      }));
+      await Promise.all(Array.from({ length: 30 }, (_, i) => tokens.destroy(`cc-${i}`)));
+      const left = await Promise.all(Array.from({ length: 60 }, (_, i) => tokens.find(`cc-${i}`)));
+      expect(left.filter(Boolean)).toHaveLength(30);
+    });
+
+    it('fails only the bad write among writes sent together', async () => {
+      const queries = createOidcPayloadQueries(env.db);
+      const row = (id: string, payload: string | null): PayloadRow => ({
+        kind: 'AccessToken', id, payload: payload as string, grant_id: null, user_code: null, uid: null, expires_at: null, consumed_at: null,
+      });
+      const results = await Promise.allSettled([
+        queries.upsert(row('good-1', '{"a":1}')),
+        queries.upsert(row('bad', null)),
+        queries.upsert(row('good-2', '{"a":2}')),
+      ]);
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      expect(await queries.findLive('AccessToken', 'id', 'good-1', 0)).toEqual({ payload: '{"a":1}', consumed_at: null });
+      expect(await queries.findLive('AccessToken', 'id', 'good-2', 0)).toEqual({ payload: '{"a":2}', consumed_at: null });
+      expect(await queries.findLive('AccessToken', 'id', 'bad', 0)).toBeUndefined();
+    });
+
+    it('keeps a token written during another transaction when that transaction rolls back', async () => {
+      const { clock } = movableClock();
+      const tokens = new (createAdapterFactory(env.db, clock))('AccessToken');
+      let written: Promise<void> | undefined;
+      await expect(env.db.transaction(async (trx) => {
+        await trx('oidc_payloads').insert({ kind: 'AccessToken', id: 'in-trx', payload: '{}' });
+        written = tokens.upsert('beside-trx', { accountId: 'a1' }, 600);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        throw new Error('roll back');
+      })).rejects.toThrow('roll back');
+      await written;
+      expect(await tokens.find('beside-trx')).toEqual({ accountId: 'a1' });
+      expect(await tokens.find('in-trx')).toBeUndefined();
     });
 
     it('gives instances that start at the same time the same keys', async () => {
