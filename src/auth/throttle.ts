@@ -78,8 +78,7 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
       }
       return {
         async succeeded() {
-          await queries.reset(key, now());
-          await queries.adjust(addressKey, -1, now());
+          await Promise.all([queries.reset(key, now()), queries.adjust(addressKey, -1, now())]);
         },
         async failed() {
           if (taken.failures >= policy.lock_after) {
