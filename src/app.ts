@@ -2,6 +2,8 @@
 import { createRequire } from 'node:module';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
+import type Koa from 'koa';
+import compose from 'koa-compose';
 import type Provider from 'oidc-provider';
 import type { Clock } from './clock.js';
 import { epochSeconds, systemClock } from './clock.js';
@@ -49,6 +51,7 @@ export interface App {
 }
 
 const require = createRequire(import.meta.url);
+const firstSegment = (path: string) => { const end = path.indexOf('/', 1); return path.slice(1, end < 0 ? undefined : end); };
 // The browser half of SimpleWebAuthn, served from our own origin (no CDN).
 const BROWSER_BUNDLES = {
   // The package's exports hide dist/; its entry point lives one level below the package root.
@@ -89,16 +92,20 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
   provider.use(requestLog(log));
   provider.use(securityHeaders(secure));
   provider.use(errorHandler(log));
-  provider.use(staticFiles(BROWSER_BUNDLES));
-  provider.use(healthChecks({ db, keysLoaded: () => keys.jwks.keys.length > 0 }));
-  for (const router of [
+  const routers = [
     createInteractionRoutes({ provider, csrf, cookies, services, states, clock, log }),
     createWebAuthnApi({ issuer: config.issuer, services, states, accounts, cookies, clock, log }),
     createAccountRoutes({ provider, config, csrf, services, accounts, clock, log }),
-  ]) {
-    provider.use(router.routes());
-    provider.use(router.allowedMethods());
-  }
+  ];
+  const ours = compose<Koa.ParameterizedContext>([
+    staticFiles(BROWSER_BUNDLES),
+    healthChecks({ db, keysLoaded: () => keys.jwks.keys.length > 0 }),
+    ...routers.flatMap((router) => [router.routes(), router.allowedMethods()] as Koa.Middleware[]),
+  ]);
+  // Requests for oidc-provider's own endpoints (token, discovery, JWKS, …) skip our routers: the first path
+  // segment tells, and the set is read off the routers themselves so a new route cannot be missed.
+  const ownSegments = new Set(['static', 'healthz', 'readyz', ...routers.flatMap((r) => r.stack.map((layer) => firstSegment(String(layer.path))))]);
+  provider.use((ctx, next) => (ownSegments.has(firstSegment(ctx.path)) ? ours(ctx, next) : next()));
 
   return { provider, callback: provider.callback(), services, kids: keys.jwks.keys.map((k) => String(k.kid)).join(' ') };
 }
