@@ -44,6 +44,27 @@ export interface ProviderDeps {
   sessionExpired: SessionExpiredCheck;
 }
 
+/**
+ * What the provider speaks, apart from storage, accounts, keys and pages. `npm run bench` gives the bare
+ * library the same, so that the two publish the same discovery document.
+ */
+export const PROTOCOL = {
+  scopes: [...SCOPES],
+  // Authorization code only (RFC 9700 §2.1.2: no tokens from the authorization endpoint).
+  responseTypes: ['code'],
+  clientAuthMethods: [...AUTH_METHODS],
+  // acr, amr and auth_time ride with `openid` so they reach the ID token (OIDC Core §2, §5.5.1.1).
+  claims: {
+    openid: ['sub', 'acr', 'amr', 'auth_time'],
+    profile: ['name', 'preferred_username'],
+    email: ['email', 'email_verified'],
+  },
+  acrValues: [...ACR_ORDER],
+} satisfies Configuration;
+
+/** The optional features we turn on (their settings are in createProvider). */
+export const PROTOCOL_FEATURES = ['claimsParameter', 'clientCredentials', 'introspection', 'revocation', 'userinfo', 'rpInitiatedLogout'] as const;
+
 /** The account pages sign in through the provider like any app: a first-party public client. */
 export const ACCOUNT_CLIENT_ID = 'wrnexus-account';
 
@@ -113,17 +134,7 @@ export function createProvider({ config, db, clock, keys, users, needsStepUp, se
       long: { httpOnly: true, sameSite: 'lax', secure, signed: true },
       short: { httpOnly: true, sameSite: 'lax', secure, signed: true },
     },
-    scopes: [...SCOPES],
-    // Authorization code only (RFC 9700 §2.1.2: no tokens from the authorization endpoint).
-    responseTypes: ['code'],
-    clientAuthMethods: [...AUTH_METHODS],
-    // acr, amr and auth_time ride with `openid` so they reach the ID token (OIDC Core §2, §5.5.1.1).
-    claims: {
-      openid: ['sub', 'acr', 'amr', 'auth_time'],
-      profile: ['name', 'preferred_username'],
-      email: ['email', 'email_verified'],
-    },
-    acrValues: [...ACR_ORDER],
+    ...PROTOCOL,
     extraClientMetadata: {
       properties: [...CUSTOM_CLIENT_FIELDS],
     },
