@@ -140,14 +140,22 @@ async function main() {
     }
 
     // 4: full password sign-ins, at bcrypt cost 12 and 10, against the bcrypt ceiling.
+    // authorize → sign-in page → password → code → token, as an app and its user would.
     const signInOnce = async () => {
       const browser = new Browser(ourServer.url);
-      const login = await browser.get(authorizeUrl(ourServer.url, { client_id: 'bench', code_challenge: pkce().challenge, code_challenge_method: 'S256' }));
+      const { verifier, challenge } = pkce();
+      const login = await browser.get(authorizeUrl(ourServer.url, { client_id: 'bench', code_challenge: challenge, code_challenge_method: 'S256' }));
       const done = await browser.submit(login, '/login', { login: username, password: 'bench-password-1' });
       const location = done.headers.get('location');
-      if (!location || !new URL(location).searchParams.get('code')) {
+      const code = location ? new URL(location).searchParams.get('code') : null;
+      if (!code) {
         throw new Error(`sign-in failed: ${done.status} ${done.body.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 300)}`);
       }
+      const token = await fetch(`${ourServer.url}/token`, {
+        method: 'POST', headers: form,
+        body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier }),
+      });
+      if (token.status !== 200) throw new Error(`token exchange failed: ${token.status} ${await token.text()}`);
     };
     const signInRate = async (concurrency: number, seconds: number) => {
       const until = Date.now() + seconds * 1000;
