@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { createBatcher } from '../db/batcher.js';
 import { directSqlite } from '../db/sqlite-direct.js';
 
 export interface PayloadRow {
@@ -35,13 +36,25 @@ const found = (row: Found | undefined) => (row
 export function createOidcPayloadQueries(db: Knex) {
   const table = () => db('oidc_payloads');
   const sqlite = directSqlite(db);
+  // PostgreSQL: the upserts of one event-loop turn go as one multi-row statement (one round trip, one
+  // commit). A statement may touch a row once only, so of two writes to one row the later one is sent,
+  // as if they had run one after the other.
+  const upsertBatched = createBatcher<PayloadRow>({
+    async all(rows) {
+      const last = new Map(rows.map((r) => [`${r.kind}\u0000${r.id}`, r]));
+      await table().insert([...last.values()]).onConflict(['kind', 'id']).merge();
+    },
+    async one(row) {
+      await table().insert(row).onConflict(['kind', 'id']).merge();
+    },
+  });
   return {
     async upsert(row: PayloadRow): Promise<void> {
       if (sqlite) {
         await sqlite.write(SQLITE.upsert, COLUMNS.map((c) => row[c]));
         return;
       }
-      await table().insert(row).onConflict(['kind', 'id']).merge();
+      await upsertBatched(row);
     },
     /** The live row of `kind` whose `column` is `value`; expired rows count as absent. */
     async findLive(kind: string, column: Lookup, value: string, nowSeconds: number):

@@ -70,6 +70,15 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       expect(left.filter(Boolean)).toHaveLength(30);
     });
 
+    it('keeps the later of two writes to one row sent together', async () => {
+      const queries = createOidcPayloadQueries(env.db);
+      const row = (payload: string): PayloadRow => ({
+        kind: 'Session', id: 'same-row', payload, grant_id: null, user_code: null, uid: null, expires_at: null, consumed_at: null,
+      });
+      await Promise.all([queries.upsert(row('{"v":1}')), queries.upsert(row('{"v":2}')), queries.upsert(row('{"v":3}'))]);
+      expect(await queries.findLive('Session', 'id', 'same-row', 0)).toEqual({ payload: '{"v":3}', consumed_at: null });
+    });
+
     it('fails only the bad write among writes sent together', async () => {
       const queries = createOidcPayloadQueries(env.db);
       const row = (id: string, payload: string | null): PayloadRow => ({
