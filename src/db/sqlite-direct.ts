@@ -38,7 +38,9 @@ const instances = new WeakMap<Db, DirectSqlite>();
 
 /** One instance per knex instance, so every query module shares one commit queue. */
 export function directSqlite(db: Db): DirectSqlite | undefined {
-  if (db.client.config.client !== 'better-sqlite3') return undefined;
+  // Inside a knex transaction, statements run on it one by one, as knex would run them: a group commit
+  // must not mix writes of the transaction with writes of other callers.
+  if (db.client.config.client !== 'better-sqlite3' || (db as { isTransaction?: boolean }).isTransaction) return undefined;
   let direct = instances.get(db);
   if (!direct) {
     direct = createDirectSqlite(db);

@@ -35,18 +35,19 @@ const found = (row: Found | undefined) => (row
 
 export function createOidcPayloadQueries(db: Knex) {
   const table = () => db('oidc_payloads');
-  const sqlite = directSqlite(db);
+  // Inside a knex transaction every statement must run on it: no fast path, no batching.
+  const inTransaction = (db as Knex.Transaction).isTransaction === true;
+  const sqlite = inTransaction ? undefined : directSqlite(db);
   // PostgreSQL: the upserts of one event-loop turn go as one multi-row statement (one round trip, one
   // commit). A statement may touch a row once only, so of two writes to one row the later one is sent,
   // as if they had run one after the other.
+  const upsertOne = async (row: PayloadRow) => { await table().insert(row).onConflict(['kind', 'id']).merge(); };
   const upsertBatched = createBatcher<PayloadRow>({
     async all(rows) {
       const last = new Map(rows.map((r) => [`${r.kind}\u0000${r.id}`, r]));
       await table().insert([...last.values()]).onConflict(['kind', 'id']).merge();
     },
-    async one(row) {
-      await table().insert(row).onConflict(['kind', 'id']).merge();
-    },
+    one: upsertOne,
   });
   return {
     async upsert(row: PayloadRow): Promise<void> {
@@ -54,7 +55,8 @@ export function createOidcPayloadQueries(db: Knex) {
         await sqlite.write(SQLITE.upsert, COLUMNS.map((c) => row[c]));
         return;
       }
-      await upsertBatched(row);
+      if (inTransaction) await upsertOne(row);
+      else await upsertBatched(row);
     },
     /** The live row of `kind` whose `column` is `value`; expired rows count as absent. */
     async findLive(kind: string, column: Lookup, value: string, nowSeconds: number):

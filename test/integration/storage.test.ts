@@ -70,6 +70,19 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       expect(left.filter(Boolean)).toHaveLength(30);
     });
 
+    it('keeps writes made through a transaction inside it', async () => {
+      const row: PayloadRow = {
+        kind: 'AccessToken', id: 'through-trx', payload: '{}', grant_id: null, user_code: null, uid: null, expires_at: null, consumed_at: null,
+      };
+      await expect(env.db.transaction(async (trx) => {
+        const inside = createOidcPayloadQueries(trx);
+        await inside.upsert(row);
+        expect(await inside.findLive('AccessToken', 'id', 'through-trx', 0)).toEqual({ payload: '{}', consumed_at: null });
+        throw new Error('roll back');
+      })).rejects.toThrow('roll back');
+      expect(await createOidcPayloadQueries(env.db).findLive('AccessToken', 'id', 'through-trx', 0)).toBeUndefined();
+    });
+
     it('keeps the later of two writes to one row sent together', async () => {
       const queries = createOidcPayloadQueries(env.db);
       const row = (payload: string): PayloadRow => ({
