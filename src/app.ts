@@ -51,7 +51,8 @@ export interface App {
 }
 
 const require = createRequire(import.meta.url);
-const firstSegment = (path: string) => { const end = path.indexOf('/', 1); return path.slice(1, end < 0 ? undefined : end); };
+// Lower-cased: @koa/router matches paths case-insensitively.
+const firstSegment = (path: string) => { const end = path.indexOf('/', 1); return path.slice(1, end < 0 ? undefined : end).toLowerCase(); };
 // The browser half of SimpleWebAuthn, served from our own origin (no CDN).
 const BROWSER_BUNDLES = {
   // The package's exports hide dist/; its entry point lives one level below the package root.

@@ -84,8 +84,15 @@ function createDirectSqlite(db: Db): DirectSqlite {
         let results: number[];
         try {
           results = conn.transaction(() => batch.map((w) => prepared(conn, w.sql).run(...w.params).changes))();
-        } catch {
-          // The transaction rolled back as a whole: run each write alone so only the bad one fails.
+        } catch (error) {
+          // Locked by another process past busy_timeout: alone, each write would wait as long again.
+          if (String((error as { code?: unknown }).code).startsWith('SQLITE_BUSY')) {
+            for (const w of batch) w.reject(error);
+            return;
+          }
+          // better-sqlite3 rolled the transaction back (if a rollback failed, end it before going on).
+          if (conn.inTransaction) conn.exec('ROLLBACK');
+          // Run each write alone so only the bad one fails.
           for (const w of batch) {
             try {
               w.resolve(prepared(conn, w.sql).run(...w.params).changes);

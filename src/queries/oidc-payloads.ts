@@ -44,8 +44,11 @@ export function createOidcPayloadQueries(db: Knex) {
   const upsertOne = async (row: PayloadRow) => { await table().insert(row).onConflict(['kind', 'id']).merge(); };
   const upsertBatched = createBatcher<PayloadRow>({
     async all(rows) {
-      const last = new Map(rows.map((r) => [`${r.kind}\u0000${r.id}`, r]));
-      await table().insert([...last.values()]).onConflict(['kind', 'id']).merge();
+      const last = [...new Map(rows.map((r) => [`${r.kind}\u0000${r.id}`, r])).values()];
+      // PostgreSQL takes at most 65535 parameters a statement (8 a row here).
+      for (let i = 0; i < last.length; i += 1000) {
+        await table().insert(last.slice(i, i + 1000)).onConflict(['kind', 'id']).merge();
+      }
     },
     one: upsertOne,
   });

@@ -46,7 +46,7 @@ export function createThrottleQueries(db: Knex) {
       await table().where({ key }).andWhere((q) => q.whereNull('blocked_until').orWhere('blocked_until', '<', until))
         .update({ blocked_until: until, updated_at: now });
     },
-    /** Starts the count over. An UPDATE, not a DELETE: a parallel `take` must never find the row gone. */
+    /** Starts the count over. An UPDATE, not a DELETE: the row keeps its place for the clean-up's age rule. */
     async reset(key: string, now: number): Promise<void> {
       await table().where({ key }).update({ failures: 0, blocked_until: null, updated_at: now });
     },

@@ -47,6 +47,13 @@ describe.each(databaseKinds())('account page on %s', (kind) => {
     expect(page.body).toContain('Set up an authenticator app');
   });
 
+  it('serves its pages whatever the letter case of the path, as the router matches', async () => {
+    const { browser } = await signedIn();
+    const page = await browser.get('/Account');
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('Your account');
+  });
+
   it('sets up an authenticator app, issues recovery codes, and regenerates them', async () => {
     const { browser } = await signedIn();
     const setup = await browser.get('/account/totp');
