@@ -4,7 +4,12 @@
  * its own item is stored (or has failed): when the batch fails as a whole, the items are tried one by
  * one, in order, so a bad item fails only its own caller.
  */
-export function createBatcher<T>(handlers: { all(items: T[]): Promise<void>; one(item: T): Promise<void> }): (item: T) => Promise<void> {
+export function createBatcher<T>(handlers: {
+  all(items: T[]): Promise<void>;
+  one(item: T): Promise<void>;
+  /** Whether, after the batch failed with `error`, the items are worth trying alone (default: yes). */
+  retryAlone?(error: unknown): boolean;
+}): (item: T) => Promise<void> {
   let queue: Array<{ item: T; resolve(): void; reject(error: unknown): void }> = [];
 
   async function flush(): Promise<void> {
@@ -15,7 +20,11 @@ export function createBatcher<T>(handlers: { all(items: T[]): Promise<void>; one
         await handlers.all(batch.map((b) => b.item));
         for (const b of batch) b.resolve();
         return;
-      } catch {
+      } catch (error) {
+        if (handlers.retryAlone && !handlers.retryAlone(error)) {
+          for (const b of batch) b.reject(error);
+          return;
+        }
         // Fall through: one by one.
       }
     }

@@ -6,32 +6,27 @@
  * cost ≈80 µs, and knex's query builder, pool and runner about as much again: most of a token request.
  *
  * - Writes that arrive in the same turn of the event loop are committed together, in one transaction
- *   (group commit). A caller's promise settles only after that commit, so nothing is acknowledged before
- *   it is stored, exactly as with a lone commit. If the batch fails, each write is retried on its own, so
- *   one bad write fails only its own caller.
- * - Statements are prepared once per connection and run on knex's own pooled connection (the pool holds
- *   one), so they queue behind a knex transaction instead of interleaving with it.
+ *   (group commit, through createBatcher). A caller's promise settles only after that commit, so nothing
+ *   is acknowledged before it is stored, exactly as with a lone commit; one bad write fails only its own
+ *   caller.
+ * - Statements run on knex's own pooled connection (the pool holds one), so they queue behind a knex
+ *   transaction instead of interleaving with it, and come from that connection's statement cache
+ *   (connect.ts).
  *
  * PostgreSQL needs none of this (real concurrency, a pool of connections): `directSqlite` returns
  * undefined there and callers use knex.
  */
-import type { Database, Statement } from 'better-sqlite3';
+import type { Database } from 'better-sqlite3';
+import { createBatcher } from './batcher.js';
 import type { Db } from './connect.js';
 
 export type SqlValue = string | number | bigint | null;
 
 export interface DirectSqlite {
-  /** Runs a write as part of the next group commit; resolves with the number of rows it changed. */
-  write(sql: string, params: SqlValue[]): Promise<number>;
+  /** Runs a write as part of the next group commit; resolves once that commit is done. */
+  write(sql: string, params: SqlValue[]): Promise<void>;
   /** The first row a read returns (reads see every write whose promise has settled). */
   get<T>(sql: string, params: SqlValue[]): Promise<T | undefined>;
-}
-
-interface PendingWrite {
-  sql: string;
-  params: SqlValue[];
-  resolve(changes: number): void;
-  reject(error: unknown): void;
 }
 
 const instances = new WeakMap<Db, DirectSqlite>();
@@ -50,21 +45,6 @@ export function directSqlite(db: Db): DirectSqlite | undefined {
 }
 
 function createDirectSqlite(db: Db): DirectSqlite {
-  const statements = new WeakMap<Database, Map<string, Statement>>();
-  const prepared = (conn: Database, sql: string): Statement => {
-    let cache = statements.get(conn);
-    if (!cache) {
-      cache = new Map();
-      statements.set(conn, cache);
-    }
-    let statement = cache.get(sql);
-    if (!statement) {
-      statement = conn.prepare(sql);
-      cache.set(sql, statement);
-    }
-    return statement;
-  };
-
   async function withConnection<T>(use: (conn: Database) => T): Promise<T> {
     const conn = (await db.client.acquireConnection()) as Database;
     try {
@@ -74,53 +54,28 @@ function createDirectSqlite(db: Db): DirectSqlite {
     }
   }
 
-  let queue: PendingWrite[] = [];
+  type Write = { sql: string; params: SqlValue[] };
+  const run = (conn: Database, w: Write) => { conn.prepare(w.sql).run(...w.params); };
 
-  async function flush(): Promise<void> {
-    const batch = queue;
-    queue = [];
-    try {
-      await withConnection((conn) => {
-        let results: number[];
-        try {
-          results = conn.transaction(() => batch.map((w) => prepared(conn, w.sql).run(...w.params).changes))();
-        } catch (error) {
-          // Locked by another process past busy_timeout: alone, each write would wait as long again.
-          if (String((error as { code?: unknown }).code).startsWith('SQLITE_BUSY')) {
-            for (const w of batch) w.reject(error);
-            return;
-          }
-          // better-sqlite3 rolled the transaction back (if a rollback failed, end it before going on).
-          if (conn.inTransaction) conn.exec('ROLLBACK');
-          // Run each write alone so only the bad one fails.
-          for (const w of batch) {
-            try {
-              w.resolve(prepared(conn, w.sql).run(...w.params).changes);
-            } catch (error) {
-              w.reject(error);
-            }
-          }
-          return;
-        }
-        batch.forEach((w, i) => w.resolve(results[i]!));
-      });
-    } catch (error) {
-      // No connection (the pool is closing): nothing was written.
-      for (const w of batch) w.reject(error);
-    }
-  }
+  const write = createBatcher<Write>({
+    all: (writes) => withConnection((conn) => {
+      try {
+        conn.transaction(() => { for (const w of writes) run(conn, w); })();
+      } catch (error) {
+        // better-sqlite3 rolls back; should that rollback itself have failed, end the transaction here.
+        if (conn.inTransaction) conn.exec('ROLLBACK');
+        throw error;
+      }
+    }),
+    one: (w) => withConnection((conn) => run(conn, w)),
+    // Locked by another process past busy_timeout: alone, each write would wait as long again.
+    retryAlone: (error) => !String((error as { code?: unknown }).code).startsWith('SQLITE_BUSY'),
+  });
 
   return {
-    write(sql, params) {
-      return new Promise<number>((resolve, reject) => {
-        queue.push({ sql, params, resolve, reject });
-        // setImmediate runs after this turn's I/O callbacks: every request that arrived with this one
-        // gets to add its write first.
-        if (queue.length === 1) setImmediate(() => { void flush(); });
-      });
-    },
+    write: (sql, params) => write({ sql, params }),
     get<T>(sql: string, params: SqlValue[]) {
-      return withConnection((conn) => prepared(conn, sql).get(...params) as T | undefined);
+      return withConnection((conn) => conn.prepare(sql).get(...params) as T | undefined);
     },
   };
 }

@@ -35,9 +35,9 @@ const found = (row: Found | undefined) => (row
 
 export function createOidcPayloadQueries(db: Knex) {
   const table = () => db('oidc_payloads');
-  // Inside a knex transaction every statement must run on it: no fast path, no batching.
+  // Inside a knex transaction every statement must run on it: no fast path (directSqlite says so), no batching.
   const inTransaction = (db as Knex.Transaction).isTransaction === true;
-  const sqlite = inTransaction ? undefined : directSqlite(db);
+  const sqlite = directSqlite(db);
   // PostgreSQL: the upserts of one event-loop turn go as one multi-row statement (one round trip, one
   // commit). A statement may touch a row once only, so of two writes to one row the later one is sent,
   // as if they had run one after the other.
