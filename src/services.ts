@@ -15,6 +15,7 @@ import { createUserQueries } from './queries/users.js';
 import { createPasskeyQueries } from './queries/passkeys.js';
 import { createTotpQueries } from './queries/totp.js';
 import { createRecoveryCodeQueries } from './queries/recovery-codes.js';
+import { createEnrollmentQueries } from './queries/enrollment.js';
 import { createChallengeQueries } from './queries/challenges.js';
 import { createSignInProgressQueries } from './queries/sign-in-progress.js';
 import { createThrottleQueries } from './queries/throttle.js';
@@ -42,7 +43,7 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
     passkeys,
     totp,
     recovery,
-    enrolled: createEnrollmentReader({ passkeys: passkeyQueries, totp, recovery }),
+    enrolled: createEnrollmentReader({ queries: createEnrollmentQueries(db) }),
     progress: createSignInProgress({ queries: createSignInProgressQueries(db), clock, ttlSeconds: config.ttl.interaction }),
     challenges: createChallengeQueries(db),
     throttle: createThrottle({

@@ -1,19 +1,15 @@
-/** What a user has enrolled, gathered from the per-factor services. */
-import type { PasskeyQueries } from '../queries/passkeys.js';
-import type { RecoveryCodeService } from './recovery-codes.js';
+/** What a user has enrolled, in the shape the sign-in policy reads. */
+import type { EnrollmentQueries } from '../queries/enrollment.js';
 import type { Enrolled } from './sign-in-policy.js';
-import type { TotpService } from './totp.js';
 
-export function createEnrollmentReader(deps: { passkeys: PasskeyQueries; totp: TotpService; recovery: RecoveryCodeService }) {
+export function createEnrollmentReader(deps: { queries: EnrollmentQueries }) {
   return async function enrolled(userId: string): Promise<Enrolled> {
-    const [passkeys, totp, recoveryCodes] = await Promise.all([
-      deps.passkeys.listForUser(userId), deps.totp.isEnrolled(userId), deps.recovery.remaining(userId),
-    ]);
+    const counts = await deps.queries.counts(userId);
     return {
-      passkeys: passkeys.length,
-      deviceBoundPasskeys: passkeys.filter((p) => !p.backup_eligible).length,
-      totp,
-      recoveryCodes,
+      passkeys: counts.passkeys,
+      deviceBoundPasskeys: counts.deviceBoundPasskeys,
+      totp: counts.totp > 0,
+      recoveryCodes: counts.unusedRecoveryCodes,
     };
   };
 }

@@ -52,18 +52,26 @@ export function createSignInProgress(deps: { queries: SignInProgressQueries; clo
       if (!row || row.binding !== parsed.binding) return undefined;
       return toProgress(row);
     },
-    /** Records a verified factor. A factor of another user starts the list over (no mixing of users). */
-    async addFactor(progress: Progress, userId: string, factor: VerifiedFactor): Promise<Progress> {
+    /**
+     * The progress with one more verified factor, not stored yet (a sign-in that is now complete never
+     * needs it stored). A factor of another user starts the list over (no mixing of users).
+     */
+    withFactor(progress: Progress, userId: string, factor: VerifiedFactor): Progress {
       const factors = progress.userId === userId
         ? [...progress.factors.filter((f) => f.method !== factor.method), factor]
         : [factor];
-      await queries.update(progress.uid, { user_id: userId, factors: JSON.stringify(factors) });
       return { ...progress, userId, factors };
     },
-    /** Binds the sign-in to a fresh cookie value; the old one stops working. */
-    async rotate(uid: string): Promise<string> {
-      const cookie = `${uid}.${randomBytes(32).toString('base64url')}`;
-      await queries.update(uid, { binding: hash(cookie) });
+    /**
+     * Stores the progress (user, factors, notice) and binds it to a fresh cookie value, which it returns:
+     * the old value stops working, so a value planted before a factor is worthless (no fixation). One
+     * statement.
+     */
+    async save(progress: Progress): Promise<string> {
+      const cookie = `${progress.uid}.${randomBytes(32).toString('base64url')}`;
+      await queries.update(progress.uid, {
+        user_id: progress.userId ?? null, factors: JSON.stringify(progress.factors), notice: progress.notice ?? null, binding: hash(cookie),
+      });
       return cookie;
     },
     async setNotice(progress: Progress, notice: string | undefined): Promise<void> {

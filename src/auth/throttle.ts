@@ -78,7 +78,7 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
       }
       return {
         async succeeded() {
-          await Promise.all([queries.reset(key, now()), queries.adjust(addressKey, -1, now())]);
+          await queries.settle(key, addressKey, now());
         },
         async failed() {
           if (taken.failures >= policy.lock_after) {

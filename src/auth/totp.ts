@@ -30,9 +30,6 @@ export function createTotpService(deps: { totp: TotpQueries; box: SecretBox; clo
   }
 
   return {
-    async isEnrolled(userId: string): Promise<boolean> {
-      return !!(await totp.find(userId))?.confirmed_at;
-    },
     /** A new secret, stored encrypted and unconfirmed until the user proves it with a code. */
     async startEnrollment(userId: string, label: string): Promise<TotpEnrollment> {
       const secret = generateSecret();

@@ -21,7 +21,10 @@ import { renderPage } from '../http/views.js';
 import { recoveryCodesView, totpSetupView } from '../http/factor-views.js';
 import type { Logger } from '../log.js';
 import type { Services } from '../services.js';
+import type { UserRow } from '../queries/users.js';
 import type { Interaction, SignInState, SignInStates } from './sign-in-state.js';
+import type { Progress } from '../auth/sign-in-progress.js';
+import type { VerifiedFactor } from '../auth/assurance.js';
 
 export interface InteractionDeps {
   provider: Provider;
@@ -72,10 +75,22 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     return { form, state };
   }
 
-  /** A new sign-in cookie after every verified factor, so a value planted before it is worthless (no fixation). */
-  async function rotateProgressCookie(ctx: Context, state: SignInState) {
-    const cookie = await services.progress.rotate(state.progress.uid);
-    cookies.set(ctx, cookies.names.signIn, cookie, state.interactionTtl * 1000);
+  /** Stores the progress under a new sign-in cookie (see SignInProgress.save: no fixation). */
+  async function saveProgress(ctx: Context, state: SignInState, progress: Progress) {
+    cookies.set(ctx, cookies.names.signIn, await services.progress.save(progress), state.interactionTtl * 1000);
+  }
+
+  /**
+   * After a verified factor: when nothing more is needed the sign-in finishes in this same request (one
+   * redirect fewer for the user, nothing stored that would be deleted at once); otherwise the progress is
+   * stored under a fresh cookie and the browser goes on to the next step.
+   */
+  async function advance(ctx: Context, state: SignInState, user: UserRow, factor: VerifiedFactor, notice?: string) {
+    const progress = { ...services.progress.withFactor(state.progress, user.id, factor), ...(notice ? { notice } : {}) };
+    const next = await states.evaluate(state.interaction, progress, user);
+    if (next.step.kind === 'done' && !progress.notice) return finish(ctx, next);
+    await saveProgress(ctx, next, progress);
+    return backToStep(ctx, state.interaction.uid);
   }
 
   async function finish(ctx: Context, state: SignInState) {
@@ -232,9 +247,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
       // One message for unknown user, wrong password and disabled account (no enumeration).
       return renderStep(ctx, { ...state, step: { kind: 'first-factor' } }, { login, error: 'The username or password is incorrect.' }, 401);
     }
-    await services.progress.addFactor(state.progress, user.id, { method: 'pwd', at: epochSeconds(clock) });
-    await rotateProgressCookie(ctx, state);
-    return backToStep(ctx, state.interaction.uid);
+    return advance(ctx, state, user, { method: 'pwd', at: epochSeconds(clock) });
   });
 
   router.post('/interaction/:uid/totp', async (ctx) => {
@@ -245,9 +258,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     if (!(await attemptFactor(ctx, state, 'otp', user.id, () => services.totp.verify(user.id, form.code ?? '')))) {
       return renderStep(ctx, state, { method: 'totp', error: FAILED }, 401);
     }
-    await services.progress.addFactor(state.progress, user.id, { method: 'otp', at: epochSeconds(clock) });
-    await rotateProgressCookie(ctx, state);
-    return backToStep(ctx, state.interaction.uid);
+    return advance(ctx, state, user, { method: 'otp', at: epochSeconds(clock) });
   });
 
   router.post('/interaction/:uid/recovery', async (ctx) => {
@@ -259,10 +270,8 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
       return renderStep(ctx, state, { method: 'recovery_code', error: FAILED }, 401);
     }
     await services.audit.record({ type: 'recovery_code_used', outcome: 'success', userId: user.id, ...requestFacts(ctx, state.interaction.params.client_id) });
-    const progress = await services.progress.addFactor(state.progress, user.id, { method: 'recovery_code', at: epochSeconds(clock) });
-    await services.progress.setNotice(progress, 'recovery_used');
-    await rotateProgressCookie(ctx, state);
-    return backToStep(ctx, state.interaction.uid);
+    // Finishes through a page that says how many codes are left (the notice).
+    return advance(ctx, state, user, { method: 'recovery_code', at: epochSeconds(clock) }, 'recovery_used');
   });
 
   router.post('/interaction/:uid/enroll/totp', async (ctx) => {
@@ -274,8 +283,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
       return renderStep(ctx, state, { method: 'totp', error: FAILED }, 400);
     }
     await services.audit.record({ type: 'factor_enrolled', outcome: 'success', userId: user.id, ...requestFacts(ctx, state.interaction.params.client_id), detail: { factor: 'otp' } });
-    await services.progress.addFactor(state.progress, user.id, { method: 'otp', at: epochSeconds(clock) });
-    await rotateProgressCookie(ctx, state);
+    await saveProgress(ctx, state, services.progress.withFactor(state.progress, user.id, { method: 'otp', at: epochSeconds(clock) }));
     if (hasAnyFactor(state.enrolled)) return backToStep(ctx, state.interaction.uid);
     // The first factor: issue the recovery codes now, and show them this once.
     const codes = await services.recovery.regenerate(user.id);

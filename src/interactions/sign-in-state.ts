@@ -47,9 +47,11 @@ export function createSignInStates(deps: { provider: Provider; services: Service
     return { userId: session.accountId, factors: factorsFromAmr(session.amr, at) };
   }
 
-  async function evaluate(interaction: Interaction, progress: Progress): Promise<SignInState> {
+  /** `known`: the user's row when the caller has just read it (saves reading it again). */
+  async function evaluate(interaction: Interaction, progress: Progress, known?: UserRow): Promise<SignInState> {
     const client = await provider.Client.find(String(interaction.params.client_id));
-    const user = progress.userId ? await services.users.findById(progress.userId) : undefined;
+    const user = !progress.userId ? undefined
+      : known?.id === progress.userId ? known : await services.users.findById(progress.userId);
     const usable = user && !user.disabled ? user : undefined;
     const enrolled = usable ? await services.enrolled(usable.id) : NOTHING;
     const requested = requestedAcrs(interaction.params);

@@ -115,11 +115,11 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
       throw new AppError('passkey_failed', 'The passkey could not be verified. Please try again.');
     }
     await attempt.succeeded();
-    await services.progress.addFactor(signIn.progress, user.id, {
+    const progress = services.progress.withFactor(signIn.progress, user.id, {
       method: 'passkey', at: epochSeconds(clock), userVerified: verified.userVerified, backupEligible: verified.backupEligible,
     });
     // A fresh sign-in cookie after the factor (no fixation).
-    cookies.set(ctx, cookies.names.signIn, await services.progress.rotate(signIn.progress.uid), signIn.interactionTtl * 1000);
+    cookies.set(ctx, cookies.names.signIn, await services.progress.save(progress), signIn.interactionTtl * 1000);
     ctx.body = { redirectTo: `${issuer}/interaction/${signIn.progress.uid}` };
   });
 
@@ -146,10 +146,10 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
     const out: { id: string; name: string; redirectTo?: string; recoveryCodes?: string[] } = { id: row.id, name: row.name };
     if (firstFactor) out.recoveryCodes = await services.recovery.regenerate(user.id);
     if (signIn) {
-      await services.progress.addFactor(signIn.progress, user.id, {
+      const progress = services.progress.withFactor(signIn.progress, user.id, {
         method: 'passkey', at: epochSeconds(clock), userVerified: row.user_verified, backupEligible: row.backup_eligible,
       });
-      cookies.set(ctx, cookies.names.signIn, await services.progress.rotate(signIn.progress.uid), signIn.interactionTtl * 1000);
+      cookies.set(ctx, cookies.names.signIn, await services.progress.save(progress), signIn.interactionTtl * 1000);
       out.redirectTo = `${issuer}/interaction/${signIn.progress.uid}`;
     } else {
       out.redirectTo = `${issuer}/account`;

@@ -170,6 +170,36 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     }
   });
 
+  it('starts the account count over after a success, and gives the address back its reserved attempt', async () => {
+    const settleIdp = await startIdp(database, { clock: { now: () => now }, extra: { throttle: { ...STRICT, ip_max_failures: 6 }, trusted_proxies: ['127.0.0.1'] } });
+    try {
+      await settleIdp.users.add({ username: 'settled', email: 'settled@example.com', password: 'settled-password-1' });
+      await settleIdp.users.add({ username: 'settled2', email: 'settled2@example.com', password: 'settled2-password-1' });
+      const attempt = async (ip: string, login: string, password: string) => {
+        const browser = new Browser(settleIdp.issuer);
+        browser.headers['x-forwarded-for'] = ip;
+        const page = await browser.get(authorizeUrl(settleIdp.issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' }));
+        return (await browser.request(new URL(findForm(page.body, '/login').action, page.url).toString(), { form: { ...findForm(page.body, '/login').fields, login, password } })).status;
+      };
+      const statuses = async (ip: string, tries: Array<[string, string]>) => {
+        const out: number[] = [];
+        for (const [login, password] of tries) out.push(await attempt(ip, login, password));
+        return out;
+      };
+      const wrong: [string, string] = ['settled', 'wrong-password'];
+      const right: [string, string] = ['settled', 'settled-password-1'];
+      // Back-off starts at the 5th consecutive failure: without the reset, the 6th would set one and the 7th be refused.
+      expect(await statuses('203.0.113.30', [wrong, wrong, wrong, wrong, right, wrong, wrong])).toEqual([401, 401, 401, 401, 303, 401, 401]);
+      // Six failures allowed per address: successes in between do not use any of them up.
+      const others = Array.from({ length: 5 }, (_, i): [string, string] => [`nobody${i}`, 'wrong-password']);
+      const ok: [string, string] = ['settled2', 'settled2-password-1'];
+      expect(await statuses('203.0.113.31', [...others, ok, ok, ok, ['nobody9', 'wrong-password'], ok]))
+        .toEqual([401, 401, 401, 401, 401, 303, 303, 303, 401, 429]);
+    } finally {
+      await settleIdp.close();
+    }
+  });
+
   it('ignores a spoofed X-Forwarded-For from an untrusted peer', async () => {
     const direct = await startIdp(database, { clock: { now: () => now }, extra: { throttle: { ...STRICT, ip_max_failures: 5 } } });
     try {

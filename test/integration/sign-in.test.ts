@@ -93,6 +93,21 @@ describe.each(databaseKinds())('sign-in pages on %s', (kind) => {
     expect(location.searchParams.get('code')).toBeNull();
   });
 
+  it('goes from the password straight back to the authorization endpoint when nothing more is asked', async () => {
+    const browser = new Browser(idp.issuer);
+    const page = await browser.get(webAppUrl());
+    expect(browser.cookieNames()).toContain('idp_signin');
+    const form = findForm(page.body, '/login');
+    const posted = await browser.request(new URL(form.action, page.url).toString(), { form: { ...form.fields, login: 'bob', password: 'bob-password-1' } });
+    expect(posted.status).toBe(303);
+    const uid = /\/interaction\/([^/]+)\//.exec(form.action)![1];
+    expect(posted.headers.get('location')).toBe(`${idp.issuer}/auth/${uid}`);
+    // The sign-in cookie goes with it: nothing is left half-finished.
+    expect(browser.cookieNames()).not.toContain('idp_signin');
+    // This app asks for consent next; the sign-in itself is complete.
+    expect((await browser.follow(posted)).body).toContain('Allow access?');
+  });
+
   it('redeems an authorization code once only', async () => {
     const { verifier, challenge } = pkce();
     const browser = new Browser(idp.issuer);

@@ -5,6 +5,11 @@ import { createAdapterFactory, deleteExpiredPayloads } from '../../src/oidc/adap
 import { loadOrCreateKeys } from '../../src/oidc/keys.js';
 import { createOidcPayloadQueries, type PayloadRow } from '../../src/queries/oidc-payloads.js';
 import type { Clock } from '../../src/clock.js';
+import { createEnrollmentQueries } from '../../src/queries/enrollment.js';
+import { createPasskeyQueries, type PasskeyRow } from '../../src/queries/passkeys.js';
+import { createRecoveryCodeQueries } from '../../src/queries/recovery-codes.js';
+import { createTotpQueries } from '../../src/queries/totp.js';
+import { createUserQueries, type UserRow } from '../../src/queries/users.js';
 import { Browser } from '../helpers/browser.js';
 import { startIdp, type TestIdp } from '../helpers/idp.js';
 import { authorizeUrl, callbackOf, pkce } from '../helpers/flows.js';
@@ -132,6 +137,43 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       expect(a.jwks.keys.every((k) => typeof k.d === 'string')).toBe(true);
       const again = await loadOrCreateKeys(env.db, clock);
       expect(again.jwks.keys[0]!.kid).toBe(a.jwks.keys[0]!.kid);
+    });
+  });
+
+  describe('enrollment counts', () => {
+    let env: Awaited<ReturnType<typeof migratedDb>>;
+    beforeAll(async () => { env = await migratedDb(kind); });
+    afterAll(async () => { await env?.close(); });
+
+    it('counts passkeys (device-bound apart), a confirmed authenticator app and unused recovery codes of one user only', async () => {
+      const users = createUserQueries(env.db);
+      const user = (id: string): UserRow => ({
+        id, username: id, email: `${id}@example.com`, name: null, email_verified: false, password_hash: null, disabled: false, created_at: 1, updated_at: 1,
+      });
+      await users.insert(user('u-counted'));
+      await users.insert(user('u-other'));
+      const counts = createEnrollmentQueries(env.db);
+      expect(await counts.counts('u-counted')).toEqual({ passkeys: 0, deviceBoundPasskeys: 0, totp: 0, unusedRecoveryCodes: 0 });
+
+      const passkeys = createPasskeyQueries(env.db);
+      const passkey = (id: string, userId: string, backupEligible: boolean): PasskeyRow => ({
+        id, user_id: userId, public_key: 'pk', counter: 0, transports: [], aaguid: '00000000-0000-0000-0000-000000000000',
+        backup_eligible: backupEligible, backed_up: backupEligible, user_verified: true, name: id, created_at: 1, last_used_at: null,
+      });
+      await passkeys.insert(passkey('pk-synced', 'u-counted', true));
+      await passkeys.insert(passkey('pk-device', 'u-counted', false));
+      await passkeys.insert(passkey('pk-other', 'u-other', false));
+      const totp = createTotpQueries(env.db);
+      await totp.upsertPending('u-counted', 'sealed', 1);
+      await totp.upsertPending('u-other', 'sealed', 1);
+      expect(await totp.claimStep('u-other', 5, 2)).toBe(true);
+      const codes = createRecoveryCodeQueries(env.db);
+      await codes.replaceAll('u-counted', ['h1', 'h2', 'h3'], 1);
+      await codes.replaceAll('u-other', ['h4'], 1);
+      expect(await codes.use('u-counted', 'h2', 2)).toBe(true);
+      // The authenticator app is still pending (never confirmed with a code): it does not count.
+      expect(await counts.counts('u-counted')).toEqual({ passkeys: 2, deviceBoundPasskeys: 1, totp: 0, unusedRecoveryCodes: 2 });
+      expect(await counts.counts('u-other')).toEqual({ passkeys: 1, deviceBoundPasskeys: 1, totp: 1, unusedRecoveryCodes: 1 });
     });
   });
 
