@@ -93,10 +93,13 @@ export function createPasskeyService(deps: {
 
     async verifyAuthentication(binding: string, response: AuthenticationResponseJSON):
     Promise<VerifiedPasskey & { interactionUid: string | null }> {
-      // Ensure the challenge exists, belongs to this browser, is unexpired, and is used once.
-      const challenge = await challenges.consume(binding, 'authentication', epochSeconds(clock));
+      // Ensure the challenge exists, belongs to this browser, is unexpired, and is used once. The
+      // credential is looked up meanwhile (on PostgreSQL, on another pooled connection).
+      const [challenge, credential] = await Promise.all([
+        challenges.consume(binding, 'authentication', epochSeconds(clock)),
+        typeof response?.id === 'string' ? passkeys.findById(response.id) : undefined,
+      ]);
       if (!challenge) throw refused('no live challenge for this browser');
-      const credential = typeof response?.id === 'string' ? await passkeys.findById(response.id) : undefined;
       if (!credential) throw refused('unknown credential');
       // Ensure the credential belongs to the user this sign-in is for.
       if (challenge.user_id && credential.user_id !== challenge.user_id) {

@@ -16,15 +16,15 @@ export function createChallengeQueries(db: Knex) {
       await table().insert(row).onConflict('id').merge();
     },
     /**
-     * Reads the challenge and deletes it; only the request whose delete removed the row may use it, so a
-     * challenge is consumed once even under parallel requests. (knex has no portable DELETE … RETURNING:
-     * better-sqlite3 answers a count.)
+     * Deletes the challenge and returns it, in one statement: only the request whose delete removed the
+     * row gets it, so a challenge is used once even under parallel requests. Raw SQL because knex drops
+     * `returning` from deletes on SQLite (which has DELETE … RETURNING since 3.35, as PostgreSQL has).
      */
     async consume(id: string, purpose: ChallengeRow['purpose'], nowSeconds: number): Promise<ChallengeRow | undefined> {
-      const row = await table().where({ id, purpose }).first();
-      if (!row) return undefined;
-      const deleted = await table().where({ id, purpose, challenge: row.challenge }).delete();
-      if (deleted !== 1 || Number(row.expires_at) <= nowSeconds) return undefined;
+      const result: unknown = await db.raw('delete from ?? where ?? = ? and ?? = ? returning *', ['webauthn_challenges', 'id', id, 'purpose', purpose]);
+      // better-sqlite3 answers the rows, pg a result object.
+      const [row] = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<Record<string, unknown>>;
+      if (!row || Number(row.expires_at) <= nowSeconds) return undefined;
       return {
         id: String(row.id), purpose, challenge: String(row.challenge),
         user_id: (row.user_id as string | null) ?? null, interaction_uid: (row.interaction_uid as string | null) ?? null,

@@ -173,6 +173,22 @@ describe.each(databaseKinds())('passkeys on %s', (kind) => {
       expectRefused(await mine.verify(authenticator.get(theirs.options)));
     });
 
+    it('hands a challenge out once, to one of many parallel requests, and only for its purpose', async () => {
+      const { challenges } = idp.app.services;
+      const at = Math.floor(now / 1000);
+      await challenges.insert({ id: 'parallel', purpose: 'registration', challenge: 'c1', user_id: null, interaction_uid: 'uid-1', expires_at: at + 60 });
+      expect(await challenges.consume('parallel', 'authentication', at)).toBeUndefined();
+      const results = await Promise.all(Array.from({ length: 8 }, () => challenges.consume('parallel', 'registration', at)));
+      expect(results.filter((r) => r !== undefined)).toEqual([
+        { id: 'parallel', purpose: 'registration', challenge: 'c1', user_id: null, interaction_uid: 'uid-1', expires_at: at + 60 },
+      ]);
+      // An expired challenge is removed but not handed out.
+      await challenges.insert({ id: 'stale', purpose: 'authentication', challenge: 'c2', user_id: null, interaction_uid: null, expires_at: at });
+      expect(await challenges.consume('stale', 'authentication', at)).toBeUndefined();
+      await challenges.insert({ id: 'stale', purpose: 'authentication', challenge: 'c3', user_id: null, interaction_uid: null, expires_at: at + 1 });
+      expect((await challenges.consume('stale', 'authentication', at))?.challenge).toBe('c3');
+    });
+
     it('refuses an assertion without user verification', async () => {
       const s = await pendingSam();
       expectRefused(await s.verify(authenticator.get(s.options, { noUserVerification: true })));
