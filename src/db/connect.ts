@@ -6,6 +6,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Database, Statement } from 'better-sqlite3';
 import knex, { type Knex } from 'knex';
+import { namePgStatements, type PgConnection } from './pg-direct.js';
 
 export type Db = Knex;
 
@@ -31,7 +32,17 @@ export function connect(target: DbTarget): Db {
     throw new Error('DATABASE_URL: expected a postgres:// or postgresql:// URL');
   }
   if (isPostgres(target.database_url)) {
-    return knex({ client: 'pg', connection: target.database_url, pool: { min: 0, max: 10 } });
+    return knex({
+      client: 'pg', connection: target.database_url,
+      pool: {
+        min: 0,
+        max: 10,
+        afterCreate(conn: PgConnection, done: (err: Error | null, conn: unknown) => void) {
+          namePgStatements(conn);
+          done(null, conn);
+        },
+      },
+    });
   }
   mkdirSync(target.data_dir, { recursive: true });
   return knex({
@@ -74,3 +85,4 @@ function cachePreparedStatements(conn: Database, size = 256): void {
     return statement;
   }) as Database['prepare'];
 }
+

@@ -1,4 +1,7 @@
 import type { Knex } from 'knex';
+import type { Db } from '../db/connect.js';
+import { directPg } from '../db/pg-direct.js';
+import { directSqlite } from '../db/sqlite-direct.js';
 
 export interface UserRow {
   id: string;
@@ -30,21 +33,30 @@ function toUser(row: Raw | undefined): UserRow | undefined {
   };
 }
 
+// Read on every token request (claims) and sign-in: the stores' fast paths (src/db/*-direct.ts).
+const BY_ID = 'select * from users where id = ? limit 1';
+const BY_LOGIN = 'select * from users where username = ? or email = ? limit 1';
+
 export function createUserQueries(db: Knex | Knex.Transaction) {
   const users = () => db('users');
+  const sqlite = directSqlite(db as Db);
+  const pg = directPg(db as Db);
+  const first = async (sql: string, params: string[], viaKnex: () => Promise<Raw | undefined>) => toUser(
+    sqlite ? await sqlite.get<Raw>(sql, params) : pg ? (await pg.query<Raw>(sql, params)).rows[0] : await viaKnex(),
+  );
   return {
     async insert(user: UserRow): Promise<void> {
       await users().insert(user);
     },
     async findById(id: string): Promise<UserRow | undefined> {
-      return toUser(await users().where({ id }).first());
+      return first(BY_ID, [id], () => users().where({ id }).first());
     },
     async findByUsername(username: string): Promise<UserRow | undefined> {
       return toUser(await users().where({ username }).first());
     },
     /** Username or e-mail address, both stored lower-case. */
     async findByLogin(login: string): Promise<UserRow | undefined> {
-      return toUser(await users().where({ username: login }).orWhere({ email: login }).first());
+      return first(BY_LOGIN, [login, login], () => users().where({ username: login }).orWhere({ email: login }).first());
     },
     async existing(username: string, email: string): Promise<{ username: boolean; email: boolean }> {
       const rows: Raw[] = await users().select('username', 'email').where({ username }).orWhere({ email });

@@ -1,0 +1,70 @@
+/**
+ * PostgreSQL statements are prepared once per connection (src/db/pg-direct.ts). What must hold: results
+ * are the same as unprepared, and a table changed under a prepared `select *` (a migration run by another
+ * instance) does not break the connections that prepared it.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import knex, { type Knex } from 'knex';
+import pg from 'pg';
+import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
+import { connect } from '../../src/db/connect.js';
+import { namePgStatements, type PgConnection } from '../../src/db/pg-direct.js';
+
+const kinds = databaseKinds().filter((k) => k === 'postgres');
+
+describe.each(kinds)('prepared statements on %s', (kind) => {
+  let database: TestDatabase;
+  let db: Knex;
+  beforeAll(async () => {
+    database = await createTestDatabase(kind);
+    // One connection, so every query below meets the statements the earlier ones prepared.
+    db = knex({
+      client: 'pg', connection: database.target.database_url,
+      pool: { min: 1, max: 1, afterCreate: (conn: PgConnection, done: (e: null, c: unknown) => void) => { namePgStatements(conn); done(null, conn); } },
+    });
+    await db.schema.createTable('gadgets', (t) => { t.string('id').primary(); t.integer('size'); });
+    await db('gadgets').insert([{ id: 'a', size: 1 }, { id: 'b', size: 2 }]);
+  });
+  afterAll(async () => {
+    await db?.destroy();
+    await database?.dispose();
+  });
+
+  it('prepares each data statement once on a connection and answers as before', async () => {
+    for (const id of ['a', 'b', 'a']) expect(await db('gadgets').where({ id }).first()).toEqual({ id, size: id === 'a' ? 1 : 2 });
+    const prepared = await db.raw<{ rows: Array<{ statement: string }> }>('select statement from pg_prepared_statements');
+    expect(prepared.rows.filter((r) => r.statement.startsWith('select * from "gadgets" where "id" = $1'))).toHaveLength(1);
+  });
+
+  it('survives a column added under a prepared select *', async () => {
+    expect(await db('gadgets').where({ id: 'a' }).first()).toEqual({ id: 'a', size: 1 });
+    // Another instance migrates: a plain client, outside our pool.
+    const other = new pg.Client({ connectionString: database.target.database_url });
+    await other.connect();
+    try {
+      await other.query('alter table gadgets add column colour text');
+      // The hazard is real: a statement prepared before the change is refused after it.
+      await other.query({ name: 'before', text: 'select * from gadgets where id = $1', values: ['a'] });
+      await other.query('alter table gadgets add column weight int');
+      await expect(other.query({ name: 'before', text: 'select * from gadgets where id = $1', values: ['a'] }))
+        .rejects.toMatchObject({ code: '0A000' });
+    } finally {
+      await other.end();
+    }
+    expect(await db('gadgets').where({ id: 'a' }).first()).toEqual({ id: 'a', size: 1, colour: null, weight: null });
+    expect(await db('gadgets').where({ id: 'b' }).first()).toEqual({ id: 'b', size: 2, colour: null, weight: null });
+  });
+
+  it('is installed on the connections of the application pool', async () => {
+    const app = connect(database.target);
+    try {
+      await app.transaction(async (trx) => {
+        await trx('gadgets').where({ id: 'b' }).first();
+        const prepared = await trx.raw<{ rows: unknown[] }>("select 1 from pg_prepared_statements where statement like 'select * from \"gadgets\"%'");
+        expect(prepared.rows.length).toBeGreaterThan(0);
+      });
+    } finally {
+      await app.destroy();
+    }
+  });
+});
