@@ -8,11 +8,20 @@ import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 
 const bcryptPath = createRequire(import.meta.url).resolve('bcryptjs');
+/** The workers' nice value (0 normal … 19 lowest). */
+export const WORKER_NICE = 10;
 
 // Plain CommonJS so it runs the same from sources, from dist/ and under jest.
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const bcrypt = require(${JSON.stringify(bcryptPath)});
+// Below the event loop's priority: on Linux each thread has its own nice value, and a thread may lower its
+// own (setpriority(2) with the thread id). When sign-ins keep every core hashing, the request thread still
+// gets the CPU first, so other requests are not queued behind bcrypt. Elsewhere: equal priority.
+try {
+  const tid = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop());
+  require('node:os').setPriority(tid, ${WORKER_NICE});
+} catch {}
 parentPort.on('message', async ({ id, op, args }) => {
   try {
     const result = op === 'hash' ? await bcrypt.hash(args[0], args[1]) : await bcrypt.compare(args[0], args[1]);

@@ -1,0 +1,36 @@
+/** bcrypt off the event loop (src/auth/bcrypt-pool.ts): hashing leaves the request thread free. */
+import { afterAll, describe, expect, it } from '@jest/globals';
+import { readdirSync, readFileSync } from 'node:fs';
+import bcrypt from 'bcryptjs';
+import { bcryptPool, closeBcryptPool, WORKER_NICE } from '../../src/auth/bcrypt-pool.js';
+
+/** nice value of each thread of this process (Linux /proc; field 19 of stat). */
+const threadNices = () => readdirSync('/proc/self/task').map((tid) => Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]));
+
+describe('bcrypt worker pool', () => {
+  afterAll(async () => { await closeBcryptPool(); });
+
+  it('hashes and compares like bcryptjs while the event loop keeps turning', async () => {
+    const pool = bcryptPool();
+    let turns = 0;
+    let spinning = true;
+    const spin = () => { turns += 1; if (spinning) setImmediate(spin); };
+    setImmediate(spin);
+    const hash = await pool.hash('correct horse', 10);
+    const [right, wrong] = await Promise.all([pool.compare('correct horse', hash), pool.compare('wrong horse', hash)]);
+    spinning = false;
+    expect(right).toBe(true);
+    expect(wrong).toBe(false);
+    expect(bcrypt.compareSync('correct horse', hash)).toBe(true);
+    // Hashing on this thread would have left no room for a single turn until it was done.
+    expect(turns).toBeGreaterThan(10);
+  });
+
+  it('runs its workers at a lower priority than the request thread (Linux)', async () => {
+    const before = threadNices();
+    expect(before[0]).toBe(0); // the main thread
+    await bcryptPool().compare('x', await bcryptPool().hash('x', 4));
+    expect(threadNices().filter((n) => n === WORKER_NICE).length).toBeGreaterThanOrEqual(1);
+    expect(threadNices()[0]).toBe(0);
+  });
+});
