@@ -85,6 +85,8 @@ export const configSchema = z.strictObject({
   port: z.int({ error: 'expected a port number' }).min(1).max(65535).default(3000).describe('env PORT wins.'),
   database_url: z.string().optional().describe('postgres://… selects PostgreSQL; env DATABASE_URL wins. Unset: SQLite.'),
   data_dir: z.string().default('./data').describe('Where the embedded SQLite database lives; env IDP_DATA_DIR wins.'),
+  prepared_statements: z.boolean().default(true)
+    .describe('PostgreSQL: prepare each statement once per connection. Turn off behind a pooler in transaction mode that cannot keep them (PgBouncer before 1.21, or without max_prepared_statements).'),
   password: z.strictObject({
     bcrypt_cost: z.int({ error: 'expected a whole number' }).min(4).max(15).default(12)
       .describe('bcrypt work factor for new password hashes.'),

@@ -13,6 +13,8 @@ export type Db = Knex;
 export interface DbTarget {
   database_url: string | undefined;
   data_dir: string;
+  /** PostgreSQL: name statements so each connection prepares them once (default true; see pg-direct.ts). */
+  prepared_statements?: boolean;
 }
 
 export function isPostgres(url: string | undefined): url is string {
@@ -38,7 +40,7 @@ export function connect(target: DbTarget): Db {
         min: 0,
         max: 10,
         afterCreate(conn: PgConnection, done: (err: Error | null, conn: unknown) => void) {
-          namePgStatements(conn);
+          if (target.prepared_statements !== false) namePgStatements(conn);
           done(null, conn);
         },
       },

@@ -55,16 +55,20 @@ describe.each(kinds)('prepared statements on %s', (kind) => {
     expect(await db('gadgets').where({ id: 'b' }).first()).toEqual({ id: 'b', size: 2, colour: null, weight: null });
   });
 
-  it('is installed on the connections of the application pool', async () => {
-    const app = connect(database.target);
-    try {
-      await app.transaction(async (trx) => {
-        await trx('gadgets').where({ id: 'b' }).first();
-        const prepared = await trx.raw<{ rows: unknown[] }>("select 1 from pg_prepared_statements where statement like 'select * from \"gadgets\"%'");
-        expect(prepared.rows.length).toBeGreaterThan(0);
-      });
-    } finally {
-      await app.destroy();
-    }
+  it('is installed on the connections of the application pool, unless prepared_statements is false', async () => {
+    const preparedOnAppPool = async (preparedStatements?: boolean) => {
+      const app = connect({ ...database.target, prepared_statements: preparedStatements });
+      try {
+        return await app.transaction(async (trx) => {
+          expect(await trx('gadgets').where({ id: 'b' }).first()).toMatchObject({ id: 'b', size: 2 });
+          const prepared = await trx.raw<{ rows: unknown[] }>("select 1 from pg_prepared_statements where statement like 'select * from \"gadgets\"%'");
+          return prepared.rows.length;
+        });
+      } finally {
+        await app.destroy();
+      }
+    };
+    expect(await preparedOnAppPool()).toBeGreaterThan(0);
+    expect(await preparedOnAppPool(false)).toBe(0);
   });
 });
