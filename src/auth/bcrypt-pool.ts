@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 
 const bcryptPath = createRequire(import.meta.url).resolve('bcryptjs');
-/** The workers' nice value (0 normal … 19 lowest). */
+/** How much nicer than the process the workers run (nice values go from 0, normal, to 19, lowest). */
 export const WORKER_NICE = 10;
 
 // Plain CommonJS so it runs the same from sources, from dist/ and under jest.
@@ -19,8 +19,9 @@ const bcrypt = require(${JSON.stringify(bcryptPath)});
 // own (setpriority(2) with the thread id). When sign-ins keep every core hashing, the request thread still
 // gets the CPU first, so other requests are not queued behind bcrypt. Elsewhere: equal priority.
 try {
+  const os = require('node:os');
   const tid = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop());
-  require('node:os').setPriority(tid, ${WORKER_NICE});
+  os.setPriority(tid, Math.min(19, os.getPriority(tid) + ${WORKER_NICE}));
 } catch {}
 parentPort.on('message', async ({ id, op, args }) => {
   try {

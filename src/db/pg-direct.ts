@@ -32,17 +32,27 @@ const PREPARABLE = /^\s*(select|insert|update|delete|with)\b/i;
 const planChanged = (err: { code?: string; message?: string } | null) =>
   err?.code === '0A000' && /cached plan must not change result type/.test(err.message ?? '');
 
+const TRANSACTION_STARTS = /^\s*(begin|start\s+transaction)\b/i;
+// ROLLBACK TO SAVEPOINT stays in the transaction.
+const TRANSACTION_ENDS = /^\s*(commit|end|abort|rollback(?!\s+to\b))\b/i;
+
 /**
- * Names every data statement knex (or directPg) sends on this connection, so node-postgres prepares it
- * once and then only binds and executes it. Installed on each new pooled connection (connect.ts). A
- * statement refused because its table changed is sent again under a new generation of names, which
- * every connection then prepares afresh.
+ * Names every data statement knex (or directPg) sends on this connection outside a transaction, so
+ * node-postgres prepares it once and then only binds and executes it. Installed on each new pooled
+ * connection (connect.ts). A statement refused because its table changed is sent again under a new
+ * generation of names, which every connection then prepares afresh. Inside a transaction statements go
+ * unnamed, as knex sends them: there a refused statement would abort the transaction, and a retry could
+ * not save it.
  */
 export function namePgStatements(conn: PgConnection): void {
   const query = conn.query.bind(conn);
+  let inTransaction = false;
   conn.query = ((config: PgQueryConfig | string, ...rest: unknown[]) => {
+    const text = typeof config === 'string' ? config : config?.text ?? '';
+    if (TRANSACTION_STARTS.test(text)) inTransaction = true;
+    else if (TRANSACTION_ENDS.test(text)) inTransaction = false;
     const callback = rest[rest.length - 1];
-    if (typeof config !== 'object' || config.name || rest.length !== 1 || typeof callback !== 'function'
+    if (inTransaction || typeof config !== 'object' || config.name || rest.length !== 1 || typeof callback !== 'function'
       || !PREPARABLE.test(config.text) || config.text.includes(';')) {
       return query(config, ...rest);
     }

@@ -182,11 +182,12 @@ describe.each(databaseKinds())('passkeys on %s', (kind) => {
       expect(results.filter((r) => r !== undefined)).toEqual([
         { id: 'parallel', purpose: 'registration', challenge: 'c1', user_id: null, interaction_uid: 'uid-1', expires_at: at + 60 },
       ]);
-      // An expired challenge is removed but not handed out.
+      // An expired challenge is removed but not handed out: asked for again as if it were still live, it is gone.
       await challenges.insert({ id: 'stale', purpose: 'authentication', challenge: 'c2', user_id: null, interaction_uid: null, expires_at: at });
       expect(await challenges.consume('stale', 'authentication', at)).toBeUndefined();
-      await challenges.insert({ id: 'stale', purpose: 'authentication', challenge: 'c3', user_id: null, interaction_uid: null, expires_at: at + 1 });
-      expect((await challenges.consume('stale', 'authentication', at))?.challenge).toBe('c3');
+      expect(await challenges.consume('stale', 'authentication', at - 10)).toBeUndefined();
+      await challenges.insert({ id: 'fresh', purpose: 'authentication', challenge: 'c3', user_id: null, interaction_uid: null, expires_at: at + 1 });
+      expect((await challenges.consume('fresh', 'authentication', at))?.challenge).toBe('c3');
     });
 
     it('refuses an assertion without user verification', async () => {
