@@ -78,7 +78,9 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
       }
       return {
         async succeeded() {
-          await queries.settle(key, addressKey, now());
+          // Two single-row statements, not one UPDATE of both rows: on PostgreSQL two such UPDATEs can lock
+          // the rows in opposite orders and deadlock (seen under parallel sign-ins of one account).
+          await Promise.all([queries.reset(key, now()), queries.adjust(addressKey, -1, now())]);
         },
         async failed() {
           if (taken.failures >= policy.lock_after) {

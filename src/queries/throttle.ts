@@ -46,16 +46,9 @@ export function createThrottleQueries(db: Knex) {
       await table().where({ key }).andWhere((q) => q.whereNull('blocked_until').orWhere('blocked_until', '<', until))
         .update({ blocked_until: until, updated_at: now });
     },
-    /**
-     * After a success: the account's count starts over and the attempt reserved for the address is given
-     * back, in one statement (both rows were written when the attempt began).
-     */
-    async settle(accountKey: string, addressKey: string, now: number): Promise<void> {
-      await table().whereIn('key', [accountKey, addressKey]).update({
-        failures: db.raw('case when ?? = ? then 0 else ?? - 1 end', ['key', accountKey, 'failures']),
-        blocked_until: db.raw('case when ?? = ? then null else ?? end', ['key', accountKey, 'blocked_until']),
-        updated_at: now,
-      });
+    /** Starts the count over. An UPDATE, not a DELETE: the row keeps its place for the clean-up's age rule. */
+    async reset(key: string, now: number): Promise<void> {
+      await table().where({ key }).update({ failures: 0, blocked_until: null, updated_at: now });
     },
     async resetPrefix(prefix: string, now: number): Promise<number> {
       return table().where('key', 'like', `${prefix.replace(/[%_]/g, '')}%`)

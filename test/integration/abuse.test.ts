@@ -13,6 +13,7 @@ import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers
 import { startIdp, type TestIdp } from '../helpers/idp.js';
 import { authorizeUrl, pkce, relyingParty, signIn, startAuthorization } from '../helpers/flows.js';
 import { createClientIp } from '../../src/http/client-ip.js';
+import { createThrottleQueries } from '../../src/queries/throttle.js';
 import { createLogger } from '../../src/log.js';
 import { projectRoot } from '../../src/paths.js';
 
@@ -198,6 +199,19 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     } finally {
       await settleIdp.close();
     }
+  });
+
+  it('settles many parallel successes of one account from one address, and counts from zero after', async () => {
+    const { throttle } = idp.app.services;
+    const ip = '198.51.100.40';
+    for (let round = 0; round < 20; round += 1) {
+      const attempts = await Promise.all(Array.from({ length: 19 }, () => throttle.begin('pwd', 'parallel-user', ip)));
+      await Promise.all(attempts.map((a) => a.succeeded()));
+    }
+    await throttle.begin('pwd', 'parallel-user', ip);
+    const counts = createThrottleQueries(idp.db);
+    expect((await counts.read('acct:parallel-user:pwd')).failures).toBe(1);
+    expect((await counts.read(`ip:${ip}:${Math.floor(Math.floor(now / 1000) / STRICT.ip_window_seconds)}`)).failures).toBe(1);
   });
 
   it('ignores a spoofed X-Forwarded-For from an untrusted peer', async () => {
