@@ -108,6 +108,20 @@ describe.each(databaseKinds())('sign-in pages on %s', (kind) => {
     expect((await browser.follow(posted)).body).toContain('Allow access?');
   });
 
+  it('signs in one account from many browsers at once', async () => {
+    // A burst to one account (a shared kiosk account, a load test): every statement on its throttle rows
+    // and sign-in state must hold up under it (an UPDATE of two rows once deadlocked on PostgreSQL here).
+    for (let round = 0; round < 10; round += 1) {
+      const statuses = await Promise.all(Array.from({ length: 10 }, async () => {
+        const browser = new Browser(idp.issuer);
+        const page = await browser.get(webAppUrl());
+        const form = findForm(page.body, '/login');
+        return (await browser.request(new URL(form.action, page.url).toString(), { form: { ...form.fields, login: 'bob', password: 'bob-password-1' } })).status;
+      }));
+      expect(statuses).toEqual(Array.from({ length: 10 }, () => 303));
+    }
+  });
+
   it('redeems an authorization code once only', async () => {
     const { verifier, challenge } = pkce();
     const browser = new Browser(idp.issuer);
