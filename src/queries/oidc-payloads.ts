@@ -56,7 +56,10 @@ export function createOidcPayloadQueries(db: Knex) {
   // as if they had run one after the other.
   const upsertBatched = createBatcher<PayloadRow>({
     async all(rows) {
-      const last = [...new Map(rows.map((r) => [`${r.kind}\u0000${r.id}`, r])).values()];
+      // In key order: batches in flight at once (or from other instances) then lock the rows they share in
+      // the same order, so two of them cannot deadlock.
+      const last = [...new Map(rows.map((r) => [`${r.kind}\u0000${r.id}`, r])).entries()]
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, r]) => r);
       if (pg && last.length <= PREPARED_BATCH) {
         await pg.query(upsertSql(last.length), last.flatMap(valuesOf));
         return;
