@@ -14,6 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Db } from './connect.js';
+import { fastPath } from './fast-path.js';
 
 export type PgValue = string | number | null;
 
@@ -76,17 +77,7 @@ export interface DirectPg {
   query<T>(sql: string, params: PgValue[]): Promise<{ rows: T[]; rowCount: number }>;
 }
 
-const instances = new WeakMap<Db, DirectPg>();
-
-export function directPg(db: Db): DirectPg | undefined {
-  if (db.client.config.client !== 'pg' || (db as { isTransaction?: boolean }).isTransaction) return undefined;
-  let direct = instances.get(db);
-  if (!direct) {
-    direct = createDirectPg(db);
-    instances.set(db, direct);
-  }
-  return direct;
-}
+export const directPg = fastPath('pg', (db) => createDirectPg(db));
 
 function createDirectPg(db: Db): DirectPg {
   // `?` to `$n`, once per statement (callers pass a fixed set of statements).

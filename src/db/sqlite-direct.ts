@@ -19,6 +19,7 @@
 import type { Database } from 'better-sqlite3';
 import { createBatcher } from './batcher.js';
 import type { Db } from './connect.js';
+import { fastPath } from './fast-path.js';
 
 export type SqlValue = string | number | bigint | null;
 
@@ -29,20 +30,11 @@ export interface DirectSqlite {
   get<T>(sql: string, params: SqlValue[]): Promise<T | undefined>;
 }
 
-const instances = new WeakMap<Db, DirectSqlite>();
-
-/** One instance per knex instance, so every query module shares one commit queue. */
-export function directSqlite(db: Db): DirectSqlite | undefined {
-  // Inside a knex transaction, statements run on it one by one, as knex would run them: a group commit
-  // must not mix writes of the transaction with writes of other callers.
-  if (db.client.config.client !== 'better-sqlite3' || (db as { isTransaction?: boolean }).isTransaction) return undefined;
-  let direct = instances.get(db);
-  if (!direct) {
-    direct = createDirectSqlite(db);
-    instances.set(db, direct);
-  }
-  return direct;
-}
+/**
+ * Shared by every query module, so they share one commit queue. None inside a knex transaction: a group
+ * commit must not mix the transaction's writes with other callers' writes.
+ */
+export const directSqlite = fastPath('better-sqlite3', (db) => createDirectSqlite(db));
 
 function createDirectSqlite(db: Db): DirectSqlite {
   async function withConnection<T>(use: (conn: Database) => T): Promise<T> {
