@@ -14,13 +14,14 @@
  */
 import { createHash } from 'node:crypto';
 import type { Db } from './connect.js';
-import { fastPath } from './fast-path.js';
-
-export type PgValue = string | number | null;
+import { fastPathOn, type FastPath, type SqlValue } from './fast-path.js';
 
 interface PgQueryConfig { text: string; values?: unknown[]; name?: string }
 type Callback = (err: (Error & { code?: string }) | null, result: unknown) => void;
-export interface PgConnection { query(config: PgQueryConfig | string, ...rest: unknown[]): unknown }
+export interface PgConnection {
+  query(config: PgQueryConfig | string, ...rest: unknown[]): unknown;
+  getTransactionStatus(): string | null;
+}
 
 // One text has one name on every connection (a hash of it). Bounded, since a `whereIn` of another length
 // is another text: texts beyond the bound run unnamed, as knex sends them.
@@ -33,10 +34,6 @@ const PREPARABLE = /^\s*(select|insert|update|delete|with)\b/i;
 const planChanged = (err: { code?: string; message?: string } | null) =>
   err?.code === '0A000' && /cached plan must not change result type/.test(err.message ?? '');
 
-const TRANSACTION_STARTS = /^\s*(begin|start\s+transaction)\b/i;
-// ROLLBACK TO SAVEPOINT stays in the transaction.
-const TRANSACTION_ENDS = /^\s*(commit|end|abort|rollback(?!\s+to\b))\b/i;
-
 /**
  * Names every data statement knex (or directPg) sends on this connection outside a transaction, so
  * node-postgres prepares it once and then only binds and executes it. Installed on each new pooled
@@ -47,12 +44,10 @@ const TRANSACTION_ENDS = /^\s*(commit|end|abort|rollback(?!\s+to\b))\b/i;
  */
 export function namePgStatements(conn: PgConnection): void {
   const query = conn.query.bind(conn);
-  let inTransaction = false;
   conn.query = ((config: PgQueryConfig | string, ...rest: unknown[]) => {
-    const text = typeof config === 'string' ? config : config?.text ?? '';
-    if (TRANSACTION_STARTS.test(text)) inTransaction = true;
-    else if (TRANSACTION_ENDS.test(text)) inTransaction = false;
     const callback = rest[rest.length - 1];
+    // The server's own answer, from its last ReadyForQuery: 'I' idle, 'T' in a transaction, 'E' failed one.
+    const inTransaction = conn.getTransactionStatus() !== 'I';
     if (inTransaction || typeof config !== 'object' || config.name || rest.length !== 1 || typeof callback !== 'function'
       || !PREPARABLE.test(config.text) || config.text.includes(';')) {
       return query(config, ...rest);
@@ -72,14 +67,9 @@ export function namePgStatements(conn: PgConnection): void {
   }) as PgConnection['query'];
 }
 
-export interface DirectPg {
-  /** Runs `sql` (with `?` placeholders) on a pooled connection, without knex's builder. */
-  query<T>(sql: string, params: PgValue[]): Promise<{ rows: T[]; rowCount: number }>;
-}
+export const directPg = fastPathOn('pg', (db) => createDirectPg(db));
 
-export const directPg = fastPath('pg', (db) => createDirectPg(db));
-
-function createDirectPg(db: Db): DirectPg {
+function createDirectPg(db: Db): FastPath {
   // `?` to `$n`, once per statement (callers pass a fixed set of statements).
   const texts = new Map<string, string>();
   const toPg = (sql: string) => {
@@ -91,18 +81,19 @@ function createDirectPg(db: Db): DirectPg {
     }
     return text;
   };
+  /** Runs on a pooled connection, where namePgStatements (installed by connect.ts) names it. */
+  async function run<T>(sql: string, params: SqlValue[]): Promise<T[]> {
+    const conn = (await db.client.acquireConnection()) as PgConnection;
+    try {
+      return await new Promise<T[]>((resolve, reject) => {
+        conn.query({ text: toPg(sql), values: params }, ((err, res) => (err ? reject(err) : resolve((res as { rows: T[] }).rows))) as Callback);
+      });
+    } finally {
+      await db.client.releaseConnection(conn);
+    }
+  }
   return {
-    async query<T>(sql: string, params: PgValue[]) {
-      const text = toPg(sql);
-      const conn = (await db.client.acquireConnection()) as PgConnection;
-      try {
-        const result = await new Promise<{ rows: unknown[]; rowCount: number | null }>((resolve, reject) => {
-          conn.query({ text, values: params }, ((err, res) => (err ? reject(err) : resolve(res as { rows: unknown[]; rowCount: number | null }))) as Callback);
-        });
-        return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
-      } finally {
-        await db.client.releaseConnection(conn);
-      }
-    },
+    get: async <T>(sql: string, params: SqlValue[]) => (await run<T>(sql, params))[0],
+    write: async (sql: string, params: SqlValue[]) => { await run(sql, params); },
   };
 }

@@ -19,24 +19,15 @@
 import type { Database } from 'better-sqlite3';
 import { createBatcher } from './batcher.js';
 import type { Db } from './connect.js';
-import { fastPath } from './fast-path.js';
-
-export type SqlValue = string | number | bigint | null;
-
-export interface DirectSqlite {
-  /** Runs a write as part of the next group commit; resolves once that commit is done. */
-  write(sql: string, params: SqlValue[]): Promise<void>;
-  /** The first row a read returns (reads see every write whose promise has settled). */
-  get<T>(sql: string, params: SqlValue[]): Promise<T | undefined>;
-}
+import { fastPathOn, type FastPath, type SqlValue } from './fast-path.js';
 
 /**
  * Shared by every query module, so they share one commit queue. None inside a knex transaction: a group
  * commit must not mix the transaction's writes with other callers' writes.
  */
-export const directSqlite = fastPath('better-sqlite3', (db) => createDirectSqlite(db));
+export const directSqlite = fastPathOn('better-sqlite3', (db) => createDirectSqlite(db));
 
-function createDirectSqlite(db: Db): DirectSqlite {
+function createDirectSqlite(db: Db): FastPath {
   async function withConnection<T>(use: (conn: Database) => T): Promise<T> {
     const conn = (await db.client.acquireConnection()) as Database;
     try {
@@ -65,7 +56,7 @@ function createDirectSqlite(db: Db): DirectSqlite {
   });
 
   return {
-    write: (sql, params) => write({ sql, params }),
+    write: (sql: string, params: SqlValue[]) => write({ sql, params }),
     get<T>(sql: string, params: SqlValue[]) {
       return withConnection((conn) => conn.prepare(sql).get(...params) as T | undefined);
     },

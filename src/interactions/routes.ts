@@ -23,7 +23,6 @@ import type { Logger } from '../log.js';
 import type { Services } from '../services.js';
 import type { UserRow } from '../queries/users.js';
 import type { Interaction, SignInState, SignInStates } from './sign-in-state.js';
-import type { Progress } from '../auth/sign-in-progress.js';
 import type { VerifiedFactor } from '../auth/assurance.js';
 
 export interface InteractionDeps {
@@ -75,11 +74,6 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     return { form, state };
   }
 
-  /** Stores the progress under a new sign-in cookie (see SignInProgress.save: no fixation). */
-  async function saveProgress(ctx: Context, state: SignInState, progress: Progress) {
-    cookies.set(ctx, cookies.names.signIn, await services.progress.save(progress), state.interactionTtl * 1000);
-  }
-
   /**
    * After a verified factor: when nothing more is needed the sign-in finishes in this same request (one
    * redirect fewer for the user, nothing stored that would be deleted at once); otherwise the progress is
@@ -89,7 +83,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     const progress = { ...services.progress.withFactor(state.progress, user.id, factor), ...(notice ? { notice } : {}) };
     const next = await states.evaluate(state.interaction, progress, user);
     if (next.step.kind === 'done' && !progress.notice) return finish(ctx, next);
-    await saveProgress(ctx, next, progress);
+    await states.save(ctx, progress);
     return backToStep(ctx, state.interaction.uid);
   }
 
@@ -283,7 +277,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
       return renderStep(ctx, state, { method: 'totp', error: FAILED }, 400);
     }
     await services.audit.record({ type: 'factor_enrolled', outcome: 'success', userId: user.id, ...requestFacts(ctx, state.interaction.params.client_id), detail: { factor: 'otp' } });
-    await saveProgress(ctx, state, services.progress.withFactor(state.progress, user.id, { method: 'otp', at: epochSeconds(clock) }));
+    await states.save(ctx, services.progress.withFactor(state.progress, user.id, { method: 'otp', at: epochSeconds(clock) }));
     if (hasAnyFactor(state.enrolled)) return backToStep(ctx, state.interaction.uid);
     // The first factor: issue the recovery codes now, and show them this once.
     const codes = await services.recovery.regenerate(user.id);

@@ -86,6 +86,11 @@ export function createSignInStates(deps: { provider: Provider; services: Service
 
     evaluate,
 
+    /** Stores the progress under a new sign-in cookie: the old value stops working (no fixation). */
+    async save(ctx: Context, progress: Progress): Promise<void> {
+      cookies.set(ctx, cookies.names.signIn, await services.progress.save(progress), deps.interactionTtl * 1000);
+    },
+
     /** The login result for oidc-provider: acr and amr say exactly what was verified. */
     loginResult(state: SignInState) {
       const { factors } = state.progress;

@@ -118,8 +118,7 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
     const progress = services.progress.withFactor(signIn.progress, user.id, {
       method: 'passkey', at: epochSeconds(clock), userVerified: verified.userVerified, backupEligible: verified.backupEligible,
     });
-    // A fresh sign-in cookie after the factor (no fixation).
-    cookies.set(ctx, cookies.names.signIn, await services.progress.save(progress), signIn.interactionTtl * 1000);
+    await states.save(ctx, progress);
     ctx.body = { redirectTo: `${issuer}/interaction/${signIn.progress.uid}` };
   });
 
@@ -149,7 +148,7 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
       const progress = services.progress.withFactor(signIn.progress, user.id, {
         method: 'passkey', at: epochSeconds(clock), userVerified: row.user_verified, backupEligible: row.backup_eligible,
       });
-      cookies.set(ctx, cookies.names.signIn, await services.progress.save(progress), signIn.interactionTtl * 1000);
+      await states.save(ctx, progress);
       out.redirectTo = `${issuer}/interaction/${signIn.progress.uid}`;
     } else {
       out.redirectTo = `${issuer}/account`;

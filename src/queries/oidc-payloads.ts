@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { createBatcher } from '../db/batcher.js';
 import { directPg } from '../db/pg-direct.js';
 import { directSqlite } from '../db/sqlite-direct.js';
+import type { SqlValue } from '../db/fast-path.js';
 
 export interface PayloadRow {
   kind: string;
@@ -47,8 +48,9 @@ export function createOidcPayloadQueries(db: Knex) {
   const inTransaction = (db as Knex.Transaction).isTransaction === true;
   const sqlite = directSqlite(db);
   const pg = directPg(db);
+  const fast = sqlite ?? pg;
   const upsertOne = async (row: PayloadRow) => {
-    if (pg) await pg.query(SQL.upsert, valuesOf(row));
+    if (pg) await pg.write(SQL.upsert, valuesOf(row));
     else await table().insert(row).onConflict(['kind', 'id']).merge();
   };
   // PostgreSQL: the upserts of one event-loop turn go as one multi-row statement (one round trip, one
@@ -61,7 +63,7 @@ export function createOidcPayloadQueries(db: Knex) {
       const last = [...new Map(rows.map((r) => [`${r.kind}\u0000${r.id}`, r])).entries()]
         .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, r]) => r);
       if (pg && last.length <= PREPARED_BATCH) {
-        await pg.query(upsertSql(last.length), last.flatMap(valuesOf));
+        await pg.write(upsertSql(last.length), last.flatMap(valuesOf));
         return;
       }
       for (let i = 0; i < last.length; i += 1000) {
@@ -70,10 +72,9 @@ export function createOidcPayloadQueries(db: Knex) {
     },
     one: upsertOne,
   });
-  /** A write on the fast path of either store, else through knex. */
-  const write = async (sql: string, params: Array<string | number | null>, viaKnex: () => Promise<unknown>) => {
-    if (sqlite) await sqlite.write(sql, params);
-    else if (pg) await pg.query(sql, params);
+  /** A write on the store's fast path, else (in a transaction) through knex. */
+  const write = async (sql: string, params: SqlValue[], viaKnex: () => Promise<unknown>) => {
+    if (fast) await fast.write(sql, params);
     else await viaKnex();
   };
   return {
@@ -85,8 +86,7 @@ export function createOidcPayloadQueries(db: Knex) {
     /** The live row of `kind` whose `column` is `value`; expired rows count as absent. */
     async findLive(kind: string, column: Lookup, value: string, nowSeconds: number):
     Promise<{ payload: string; consumed_at: number | null } | undefined> {
-      if (sqlite) return found(await sqlite.get<Found>(SQL.findLive(column), [kind, value, nowSeconds]));
-      if (pg) return found((await pg.query<Found>(SQL.findLive(column), [kind, value, nowSeconds])).rows[0]);
+      if (fast) return found(await fast.get<Found>(SQL.findLive(column), [kind, value, nowSeconds]));
       return found(await table()
         .select('payload', 'consumed_at')
         .where({ kind, [column]: value })

@@ -39,10 +39,9 @@ const BY_LOGIN = 'select * from users where username = ? or email = ? limit 1';
 
 export function createUserQueries(db: Knex | Knex.Transaction) {
   const users = () => db('users');
-  const sqlite = directSqlite(db as Db);
-  const pg = directPg(db as Db);
+  const fast = directSqlite(db as Db) ?? directPg(db as Db);
   const first = async (sql: string, params: string[], viaKnex: () => Promise<Raw | undefined>) => toUser(
-    sqlite ? await sqlite.get<Raw>(sql, params) : pg ? (await pg.query<Raw>(sql, params)).rows[0] : await viaKnex(),
+    fast ? await fast.get<Raw>(sql, params) : await viaKnex(),
   );
   return {
     async insert(user: UserRow): Promise<void> {
