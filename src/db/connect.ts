@@ -47,7 +47,7 @@ export function connect(target: DbTarget): Db {
     });
   }
   mkdirSync(target.data_dir, { recursive: true });
-  return knex({
+  const db: Db = knex({
     client: 'better-sqlite3',
     connection: { filename: path.join(target.data_dir, 'idp.sqlite') },
     useNullAsDefault: true,
@@ -60,10 +60,25 @@ export function connect(target: DbTarget): Db {
         conn.pragma('foreign_keys = ON');
         conn.pragma('busy_timeout = 5000');
         cachePreparedStatements(conn);
+        sqliteConnections.set(db, conn);
         done(null, conn);
       },
     },
   });
+  return db;
+}
+
+const sqliteConnections = new WeakMap<Db, Database>();
+
+/**
+ * The SQLite connection, when knex's pool (of one) holds it idle. A caller that uses it synchronously
+ * cannot interleave with a knex query or transaction (nothing else runs meanwhile), so it may skip the
+ * pool's acquire and release, two rounds of promises and a timer (sqlite-direct.ts). Otherwise undefined.
+ */
+export function idleSqliteConnection(db: Db): Database | undefined {
+  const pool = db.client.pool as { numFree(): number; numUsed(): number; numPendingAcquires(): number } | undefined;
+  if (!pool || pool.numFree() !== 1 || pool.numUsed() !== 0 || pool.numPendingAcquires() !== 0) return undefined;
+  return sqliteConnections.get(db);
 }
 
 /**

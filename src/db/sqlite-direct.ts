@@ -18,7 +18,7 @@
  */
 import type { Database } from 'better-sqlite3';
 import { createBatcher } from './batcher.js';
-import type { Db } from './connect.js';
+import { idleSqliteConnection, type Db } from './connect.js';
 import { fastPathOn, type FastPath, type SqlValue } from './fast-path.js';
 
 /**
@@ -29,6 +29,8 @@ export const directSqlite = fastPathOn('better-sqlite3', (db) => createDirectSql
 
 function createDirectSqlite(db: Db): FastPath {
   async function withConnection<T>(use: (conn: Database) => T): Promise<T> {
+    const idle = idleSqliteConnection(db);
+    if (idle) return use(idle);
     const conn = (await db.client.acquireConnection()) as Database;
     try {
       return use(conn);

@@ -27,6 +27,11 @@ const SQL = {
   upsert: upsertSql(1),
   findLive: (column: Lookup) => `select payload, consumed_at from oidc_payloads
     where kind = ? and ${column} = ? and (expires_at is null or expires_at > ?) limit 1`,
+  // A token and its grant in one statement (see findLiveWithGrant).
+  findLiveWithGrant: `select t.payload, t.consumed_at, t.grant_id, g.payload as grant_payload, g.consumed_at as grant_consumed_at
+    from oidc_payloads t left join oidc_payloads g
+      on g.kind = 'Grant' and g.id = t.grant_id and (g.expires_at is null or g.expires_at > ?)
+    where t.kind = ? and t.id = ? and (t.expires_at is null or t.expires_at > ?) limit 1`,
   consume: 'update oidc_payloads set consumed_at = ? where kind = ? and id = ? and consumed_at is null',
   destroy: 'delete from oidc_payloads where kind = ? and id = ?',
   destroyByGrantId: 'delete from oidc_payloads where kind = ? and grant_id = ?',
@@ -37,9 +42,11 @@ const PREPARED_BATCH = 32;
 const valuesOf = (row: PayloadRow) => COLUMNS.map((c) => row[c]);
 
 type Found = { payload: string; consumed_at: number | string | null };
-const found = (row: Found | undefined) => (row
+export interface LiveRow { payload: string; consumed_at: number | null }
+const found = (row: Found | undefined): LiveRow | undefined => (row
   ? { payload: row.payload, consumed_at: row.consumed_at == null ? null : Number(row.consumed_at) }
   : undefined);
+type FoundWithGrant = Found & { grant_id: string | null; grant_payload: string | null; grant_consumed_at: number | string | null };
 
 export function createOidcPayloadQueries(db: Knex) {
   const table = () => db('oidc_payloads');
@@ -92,6 +99,25 @@ export function createOidcPayloadQueries(db: Knex) {
         .where({ kind, [column]: value })
         .andWhere((q) => q.whereNull('expires_at').orWhere('expires_at', '>', nowSeconds))
         .first());
+    },
+    /**
+     * The live row of `kind` with primary key `id` and, when it belongs to a live grant, that grant's row:
+     * one statement instead of two.
+     */
+    async findLiveWithGrant(kind: string, id: string, nowSeconds: number):
+    Promise<{ row: LiveRow; grant?: { id: string; row: LiveRow } } | undefined> {
+      const params = [nowSeconds, kind, id, nowSeconds];
+      // Through knex (inside a transaction) a raw statement answers as its driver does: rows, or { rows }.
+      const viaKnex = async () => {
+        const result = await db.raw(SQL.findLiveWithGrant, params) as FoundWithGrant[] | { rows: FoundWithGrant[] };
+        return (Array.isArray(result) ? result : result.rows)[0];
+      };
+      const first = fast ? await fast.get<FoundWithGrant>(SQL.findLiveWithGrant, params) : await viaKnex();
+      if (!first) return undefined;
+      const grant = first.grant_id != null && first.grant_payload != null
+        ? { id: first.grant_id, row: found({ payload: first.grant_payload, consumed_at: first.grant_consumed_at })! }
+        : undefined;
+      return { row: found(first)!, grant };
     },
     async consume(kind: string, id: string, nowSeconds: number): Promise<void> {
       await write(SQL.consume, [nowSeconds, kind, id],

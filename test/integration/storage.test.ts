@@ -1,5 +1,6 @@
 /** Storage shared by instances: the oidc-provider adapter, the keystore, and a sign-in that hops instances. */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { idleSqliteConnection } from '../../src/db/connect.js';
 import { migratedDb, createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { createAdapterFactory, deleteExpiredPayloads } from '../../src/oidc/adapter.js';
 import { loadOrCreateKeys } from '../../src/oidc/keys.js';
@@ -58,6 +59,64 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       await tokens.upsert('at-3', { accountId: 'a1' }, 60);
       await tokens.destroy('at-3');
       expect(await tokens.find('at-3')).toBeUndefined();
+    });
+
+    // oidc-provider reads a token's grant right after the token; within one request the adapter reads both
+    // in one statement and keeps the grant for that request's next read (src/oidc/adapter.ts).
+    it('reads a token’s grant with it, for that request only, once, and never past a write of the grant', async () => {
+      const { clock, advance } = movableClock();
+      let request: object | undefined;
+      const Adapter = createAdapterFactory(env.db, clock, () => request);
+      const grants = new Adapter('Grant');
+      const tokens = new Adapter('RefreshToken');
+      const removeGrantRow = () => env.db('oidc_payloads').where({ kind: 'Grant', id: 'grant-ra' }).delete();
+      await grants.upsert('grant-ra', { accountId: 'a1', clientId: 'c1' }, 3600);
+      await tokens.upsert('rt-ra', { grantId: 'grant-ra', accountId: 'a1' }, 7200);
+
+      request = {};
+      expect(await tokens.find('rt-ra')).toEqual({ grantId: 'grant-ra', accountId: 'a1' });
+      await removeGrantRow();
+      // Read with the token, before the row went away; then taken: the next read asks the database.
+      expect(await grants.find('grant-ra')).toEqual({ accountId: 'a1', clientId: 'c1' });
+      expect(await grants.find('grant-ra')).toBeUndefined();
+
+      // Another request, and reads outside any request, never see what this one read.
+      await grants.upsert('grant-ra', { accountId: 'a1', clientId: 'c1' }, 3600);
+      expect(await tokens.find('rt-ra')).toBeDefined();
+      await removeGrantRow();
+      const first = request;
+      request = {};
+      expect(await grants.find('grant-ra')).toBeUndefined();
+      request = undefined;
+      expect(await grants.find('grant-ra')).toBeUndefined();
+      request = first;
+      expect(await grants.find('grant-ra')).toEqual({ accountId: 'a1', clientId: 'c1' });
+
+      // A write or removal of the grant by the request itself drops what it read ahead.
+      request = {};
+      await grants.upsert('grant-ra', { accountId: 'a1', clientId: 'c1' }, 3600);
+      expect(await tokens.find('rt-ra')).toBeDefined();
+      await grants.upsert('grant-ra', { accountId: 'a1', clientId: 'c2' }, 3600);
+      expect(await grants.find('grant-ra')).toEqual({ accountId: 'a1', clientId: 'c2' });
+      expect(await tokens.find('rt-ra')).toBeDefined();
+      await grants.destroy('grant-ra');
+      expect(await grants.find('grant-ra')).toBeUndefined();
+      await grants.upsert('grant-ra', { accountId: 'a1', clientId: 'c1' }, 3600);
+      expect(await tokens.find('rt-ra')).toBeDefined();
+      await tokens.revokeByGrantId('grant-ra');
+      await removeGrantRow();
+      expect(await grants.find('grant-ra')).toBeUndefined();
+
+      // An expired grant is not read ahead, though its token lives on.
+      await grants.upsert('grant-ra', { accountId: 'a1', clientId: 'c1' }, 60);
+      await tokens.upsert('rt-ra', { grantId: 'grant-ra', accountId: 'a1' }, 7200);
+      advance(61);
+      request = {};
+      expect(await tokens.find('rt-ra')).toBeDefined();
+      await env.db('oidc_payloads').where({ kind: 'Grant', id: 'grant-ra' })
+        .update({ expires_at: null, payload: JSON.stringify({ accountId: 'a1', clientId: 'c3' }) });
+      expect(await grants.find('grant-ra')).toEqual({ accountId: 'a1', clientId: 'c3' });
+      await removeGrantRow();
     });
 
     // On SQLite, writes that arrive together are committed together (src/db/sqlite-direct.ts); what a
@@ -206,5 +265,33 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       const done = await browser.submit(login, '/login', { login: 'dave', password: 'dave-password-1' });
       expect(callbackOf(done).searchParams.get('code')).toEqual(expect.any(String));
     });
+  });
+});
+
+describe('the SQLite connection outside the pool', () => {
+  let env: Awaited<ReturnType<typeof migratedDb>>;
+  beforeAll(async () => { env = await migratedDb('sqlite'); });
+  afterAll(async () => { await env?.close(); });
+
+  // The fast path (src/db/sqlite-direct.ts) uses it synchronously, without acquiring it, only when no knex
+  // query or transaction holds it.
+  it('is lent only while the pool holds it idle', async () => {
+    await env.db.raw('select 1');
+    const idle = idleSqliteConnection(env.db);
+    expect(idle?.open).toBe(true);
+    let during: unknown = 'not run';
+    let beside: Promise<void> | undefined;
+    await env.db.transaction(async (trx) => {
+      during = idleSqliteConnection(env.db);
+      // A write on the fast path meanwhile waits for the transaction instead of joining it.
+      beside = createOidcPayloadQueries(env.db).destroy('AccessToken', 'lent-test');
+      await trx('oidc_payloads').insert({ kind: 'AccessToken', id: 'lent-test', payload: '{}' });
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(await trx('oidc_payloads').where({ id: 'lent-test' }).first()).toBeDefined();
+    });
+    await beside;
+    expect(await env.db('oidc_payloads').where({ id: 'lent-test' }).first()).toBeUndefined();
+    expect(during).toBeUndefined();
+    expect(idleSqliteConnection(env.db)).toBe(idle);
   });
 });
