@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { statements } from '../db/fast.js';
 
 export interface EnrollmentCounts {
   passkeys: number;
@@ -12,16 +13,17 @@ export interface EnrollmentCounts {
  * What a user has enrolled, counted in one statement: every sign-in step and page asks, so it is one
  * round trip instead of one per factor table.
  */
+const COUNTS = `select
+  (select count(*) from webauthn_credentials where user_id = ?) as passkeys,
+  (select count(*) from webauthn_credentials where user_id = ? and not backup_eligible) as device_bound,
+  (select count(*) from totp_factors where user_id = ? and confirmed_at is not null) as totp,
+  (select count(*) from recovery_codes where user_id = ? and used_at is null) as recovery_codes`;
+
 export function createEnrollmentQueries(db: Knex | Knex.Transaction) {
+  const run = statements(db);
   return {
     async counts(userId: string): Promise<EnrollmentCounts> {
-      const count = (table: string) => db(table).count('*').where({ user_id: userId });
-      const row = await db.select(
-        count('webauthn_credentials').as('passkeys'),
-        count('webauthn_credentials').where({ backup_eligible: false }).as('device_bound'),
-        count('totp_factors').whereNotNull('confirmed_at').as('totp'),
-        count('recovery_codes').whereNull('used_at').as('recovery_codes'),
-      ).first() as Record<string, number | string>;
+      const row = (await run.get<Record<string, number | string>>(COUNTS, [userId, userId, userId, userId]))!;
       return {
         passkeys: Number(row.passkeys),
         deviceBoundPasskeys: Number(row.device_bound),

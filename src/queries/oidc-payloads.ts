@@ -1,8 +1,7 @@
 import type { Knex } from 'knex';
 import { createBatcher } from '../db/batcher.js';
+import { statements } from '../db/fast.js';
 import { directPg } from '../db/pg-direct.js';
-import { directSqlite } from '../db/sqlite-direct.js';
-import type { SqlValue } from '../db/fast-path.js';
 
 export interface PayloadRow {
   kind: string;
@@ -50,16 +49,11 @@ type FoundWithGrant = Found & { grant_id: string | null; grant_payload: string |
 
 export function createOidcPayloadQueries(db: Knex) {
   const table = () => db('oidc_payloads');
-  // Inside a knex transaction every statement must run on it: no fast path (directSqlite and directPg
-  // say so), no batching.
-  const inTransaction = (db as Knex.Transaction).isTransaction === true;
-  const sqlite = directSqlite(db);
+  // Inside a knex transaction every statement runs on it, one by one: no fast path (statements() and
+  // directPg say so), no batching.
+  const run = statements(db);
   const pg = directPg(db);
-  const fast = sqlite ?? pg;
-  const upsertOne = async (row: PayloadRow) => {
-    if (pg) await pg.write(SQL.upsert, valuesOf(row));
-    else await table().insert(row).onConflict(['kind', 'id']).merge();
-  };
+  const upsertOne = (row: PayloadRow) => run.write(SQL.upsert, valuesOf(row));
   // PostgreSQL: the upserts of one event-loop turn go as one multi-row statement (one round trip, one
   // commit). A statement may touch a row once only, so of two writes to one row the later one is sent,
   // as if they had run one after the other.
@@ -79,26 +73,15 @@ export function createOidcPayloadQueries(db: Knex) {
     },
     one: upsertOne,
   });
-  /** A write on the store's fast path, else (in a transaction) through knex. */
-  const write = async (sql: string, params: SqlValue[], viaKnex: () => Promise<unknown>) => {
-    if (fast) await fast.write(sql, params);
-    else await viaKnex();
-  };
   return {
     async upsert(row: PayloadRow): Promise<void> {
-      if (sqlite) await sqlite.write(SQL.upsert, valuesOf(row));
-      else if (inTransaction) await upsertOne(row);
-      else await upsertBatched(row);
+      // SQLite commits the writes of one turn together by itself (sqlite-direct.ts).
+      await (pg ? upsertBatched(row) : upsertOne(row));
     },
     /** The live row of `kind` whose `column` is `value`; expired rows count as absent. */
     async findLive(kind: string, column: Lookup, value: string, nowSeconds: number):
     Promise<{ payload: string; consumed_at: number | null } | undefined> {
-      if (fast) return found(await fast.get<Found>(SQL.findLive(column), [kind, value, nowSeconds]));
-      return found(await table()
-        .select('payload', 'consumed_at')
-        .where({ kind, [column]: value })
-        .andWhere((q) => q.whereNull('expires_at').orWhere('expires_at', '>', nowSeconds))
-        .first());
+      return found(await run.get<Found>(SQL.findLive(column), [kind, value, nowSeconds]));
     },
     /**
      * The live row of `kind` with primary key `id` and, when it belongs to a live grant, that grant's row:
@@ -106,13 +89,7 @@ export function createOidcPayloadQueries(db: Knex) {
      */
     async findLiveWithGrant(kind: string, id: string, nowSeconds: number):
     Promise<{ row: LiveRow; grant?: { id: string; row: LiveRow } } | undefined> {
-      const params = [nowSeconds, kind, id, nowSeconds];
-      // Through knex (inside a transaction) a raw statement answers as its driver does: rows, or { rows }.
-      const viaKnex = async () => {
-        const result = await db.raw(SQL.findLiveWithGrant, params) as FoundWithGrant[] | { rows: FoundWithGrant[] };
-        return (Array.isArray(result) ? result : result.rows)[0];
-      };
-      const first = fast ? await fast.get<FoundWithGrant>(SQL.findLiveWithGrant, params) : await viaKnex();
+      const first = await run.get<FoundWithGrant>(SQL.findLiveWithGrant, [nowSeconds, kind, id, nowSeconds]);
       if (!first) return undefined;
       const grant = first.grant_id != null && first.grant_payload != null
         ? { id: first.grant_id, row: found({ payload: first.grant_payload, consumed_at: first.grant_consumed_at })! }
@@ -120,14 +97,13 @@ export function createOidcPayloadQueries(db: Knex) {
       return { row: found(first)!, grant };
     },
     async consume(kind: string, id: string, nowSeconds: number): Promise<void> {
-      await write(SQL.consume, [nowSeconds, kind, id],
-        () => table().where({ kind, id }).whereNull('consumed_at').update({ consumed_at: nowSeconds }));
+      await run.write(SQL.consume, [nowSeconds, kind, id]);
     },
     async destroy(kind: string, id: string): Promise<void> {
-      await write(SQL.destroy, [kind, id], () => table().where({ kind, id }).delete());
+      await run.write(SQL.destroy, [kind, id]);
     },
     async destroyByGrantId(kind: string, grantId: string): Promise<void> {
-      await write(SQL.destroyByGrantId, [kind, grantId], () => table().where({ kind, grant_id: grantId }).delete());
+      await run.write(SQL.destroyByGrantId, [kind, grantId]);
     },
     async deleteExpired(nowSeconds: number): Promise<number> {
       return table().where('expires_at', '<=', nowSeconds).delete();

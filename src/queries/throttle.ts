@@ -1,12 +1,26 @@
 import type { Knex } from 'knex';
+import { statements } from '../db/fast.js';
 
 export interface ThrottleRow {
   failures: number;
   blocked_until: number | null;
 }
 
+// Every sign-in attempt runs these, so they skip the query builder (src/db/fast.ts).
+const SQL = {
+  take: `insert into throttle (key, failures, blocked_until, updated_at) values (?, 1, null, ?)
+    on conflict (key) do update set failures = throttle.failures + 1, updated_at = excluded.updated_at
+    where throttle.blocked_until is null or throttle.blocked_until <= ? returning failures, blocked_until`,
+  adjust: `insert into throttle (key, failures, blocked_until, updated_at) values (?, ?, null, ?)
+    on conflict (key) do update set failures = throttle.failures + excluded.failures, updated_at = excluded.updated_at
+    returning failures, blocked_until`,
+  reset: 'update throttle set failures = 0, blocked_until = null, updated_at = ? where key = ?',
+};
+type Returned = { failures: unknown; blocked_until: unknown };
+
 export function createThrottleQueries(db: Knex) {
   const table = () => db('throttle');
+  const run = statements(db);
   // PostgreSQL returns bigint columns as strings.
   const toRow = (row: { failures?: unknown; blocked_until?: unknown } | undefined): ThrottleRow => ({
     failures: Number(row?.failures ?? 0),
@@ -21,12 +35,7 @@ export function createThrottleQueries(db: Knex) {
      * attempt. A conflict update whose WHERE is false changes and returns nothing (SQLite and PostgreSQL).
      */
     async take(key: string, now: number): Promise<ThrottleRow | undefined> {
-      const [row] = await table()
-        .insert({ key, failures: 1, blocked_until: null, updated_at: now })
-        .onConflict('key')
-        .merge({ failures: db.raw('?? + 1', ['throttle.failures']), updated_at: now })
-        .where((q) => q.whereNull('throttle.blocked_until').orWhere('throttle.blocked_until', '<=', now))
-        .returning(['failures', 'blocked_until']);
+      const row = await run.get<Returned>(SQL.take, [key, now, now]);
       return row ? toRow(row) : undefined;
     },
     /** Locks until `until`, with the count set so that the first attempt after the lock is allowed. */
@@ -35,12 +44,7 @@ export function createThrottleQueries(db: Knex) {
     },
     /** Adds `delta` (which may be negative) without checking; returns the new count. One statement. */
     async adjust(key: string, delta: number, now: number): Promise<number> {
-      const [row] = await table()
-        .insert({ key, failures: delta, blocked_until: null, updated_at: now })
-        .onConflict('key')
-        .merge({ failures: db.raw('?? + ?', ['throttle.failures', delta]), updated_at: now })
-        .returning(['failures', 'blocked_until']);
-      return toRow(row).failures;
+      return toRow(await run.get<Returned>(SQL.adjust, [key, delta, now])).failures;
     },
     async blockUntil(key: string, until: number, now: number): Promise<void> {
       await table().where({ key }).andWhere((q) => q.whereNull('blocked_until').orWhere('blocked_until', '<', until))
@@ -48,7 +52,7 @@ export function createThrottleQueries(db: Knex) {
     },
     /** Starts the count over. An UPDATE, not a DELETE: the row keeps its place for the clean-up's age rule. */
     async reset(key: string, now: number): Promise<void> {
-      await table().where({ key }).update({ failures: 0, blocked_until: null, updated_at: now });
+      await run.write(SQL.reset, [now, key]);
     },
     async resetPrefix(prefix: string, now: number): Promise<number> {
       return table().where('key', 'like', `${prefix.replace(/[%_]/g, '')}%`)

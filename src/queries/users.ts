@@ -1,7 +1,5 @@
 import type { Knex } from 'knex';
-import type { Db } from '../db/connect.js';
-import { directPg } from '../db/pg-direct.js';
-import { directSqlite } from '../db/sqlite-direct.js';
+import { statements } from '../db/fast.js';
 
 export interface UserRow {
   id: string;
@@ -33,29 +31,26 @@ function toUser(row: Raw | undefined): UserRow | undefined {
   };
 }
 
-// Read on every token request (claims) and sign-in: the stores' fast paths (src/db/*-direct.ts).
+// Read on every token request (claims) and sign-in, so they skip the query builder (src/db/fast.ts).
 const BY_ID = 'select * from users where id = ? limit 1';
 const BY_LOGIN = 'select * from users where username = ? or email = ? limit 1';
 
 export function createUserQueries(db: Knex | Knex.Transaction) {
   const users = () => db('users');
-  const fast = directSqlite(db as Db) ?? directPg(db as Db);
-  const first = async (sql: string, params: string[], viaKnex: () => Promise<Raw | undefined>) => toUser(
-    fast ? await fast.get<Raw>(sql, params) : await viaKnex(),
-  );
+  const run = statements(db);
   return {
     async insert(user: UserRow): Promise<void> {
       await users().insert(user);
     },
     async findById(id: string): Promise<UserRow | undefined> {
-      return first(BY_ID, [id], () => users().where({ id }).first());
+      return toUser(await run.get<Raw>(BY_ID, [id]));
     },
     async findByUsername(username: string): Promise<UserRow | undefined> {
       return toUser(await users().where({ username }).first());
     },
     /** Username or e-mail address, both stored lower-case. */
     async findByLogin(login: string): Promise<UserRow | undefined> {
-      return first(BY_LOGIN, [login, login], () => users().where({ username: login }).orWhere({ email: login }).first());
+      return toUser(await run.get<Raw>(BY_LOGIN, [login, login]));
     },
     async existing(username: string, email: string): Promise<{ username: boolean; email: boolean }> {
       const rows: Raw[] = await users().select('username', 'email').where({ username }).orWhere({ email });

@@ -1,0 +1,26 @@
+import type { Knex } from 'knex';
+import type { Db } from './connect.js';
+import type { SqlValue } from './fast-path.js';
+import { directPg } from './pg-direct.js';
+import { directSqlite } from './sqlite-direct.js';
+
+/**
+ * Statements written out once, with `?` placeholders, the same on both stores: on the store's fast path
+ * (no query builder; see sqlite-direct.ts and pg-direct.ts), or through knex inside a transaction.
+ */
+export function statements(db: Db | Knex.Transaction) {
+  const fast = directSqlite(db as Db) ?? directPg(db as Db);
+  return {
+    /** The first row the statement returns (a read, or a write with RETURNING). */
+    async get<T>(sql: string, params: SqlValue[]): Promise<T | undefined> {
+      if (fast) return fast.get<T>(sql, params);
+      // knex answers a raw statement as its driver does: rows (better-sqlite3) or { rows } (node-postgres).
+      const result = await db.raw(sql, params as Knex.RawBinding[]) as T[] | { rows: T[] };
+      return (Array.isArray(result) ? result : result.rows)[0];
+    },
+    async write(sql: string, params: SqlValue[]): Promise<void> {
+      if (fast) await fast.write(sql, params);
+      else await db.raw(sql, params as Knex.RawBinding[]);
+    },
+  };
+}
