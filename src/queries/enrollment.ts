@@ -9,16 +9,16 @@ export interface EnrollmentCounts {
   unusedRecoveryCodes: number;
 }
 
-/**
- * What a user has enrolled, counted in one statement: every sign-in step and page asks, so it is one
- * round trip instead of one per factor table.
- */
 const COUNTS = `select
   (select count(*) from webauthn_credentials where user_id = ?) as passkeys,
   (select count(*) from webauthn_credentials where user_id = ? and not backup_eligible) as device_bound,
   (select count(*) from totp_factors where user_id = ? and confirmed_at is not null) as totp,
   (select count(*) from recovery_codes where user_id = ? and used_at is null) as recovery_codes`;
 
+/**
+ * What a user has enrolled, counted in one statement: every sign-in step and page asks, so it is one
+ * round trip instead of one per factor table.
+ */
 export function createEnrollmentQueries(db: Knex | Knex.Transaction) {
   const run = statements(db);
   return {
