@@ -14,9 +14,10 @@ export function statements(db: Db | Knex.Transaction) {
     /** The first row the statement returns (a read, or a write with RETURNING). */
     async get<T>(sql: string, params: SqlValue[]): Promise<T | undefined> {
       if (fast) return fast.get<T>(sql, params);
-      // knex answers a raw statement as its driver does: rows (better-sqlite3) or { rows } (node-postgres).
-      const result = await db.raw(sql, params as Knex.RawBinding[]) as T[] | { rows: T[] };
-      return (Array.isArray(result) ? result : result.rows)[0];
+      // knex answers a raw statement as its driver does: rows (better-sqlite3) or { rows } (node-postgres);
+      // a statement that returns nothing, { changes } on better-sqlite3.
+      const result = await db.raw(sql, params as Knex.RawBinding[]) as T[] | { rows?: T[] };
+      return (Array.isArray(result) ? result : result.rows ?? [])[0];
     },
     async write(sql: string, params: SqlValue[]): Promise<void> {
       if (fast) await fast.write(sql, params);

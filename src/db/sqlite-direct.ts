@@ -11,10 +11,11 @@
  *   caller.
  * - Statements run on knex's own pooled connection (the pool holds one), so they queue behind a knex
  *   transaction instead of interleaving with it, and come from that connection's statement cache
- *   (connect.ts).
+ *   (connect.ts). While the pool holds the connection idle, a statement uses it directly, without the
+ *   pool's acquire and release (idleSqliteConnection).
  *
- * PostgreSQL needs none of this (real concurrency, a pool of connections): `directSqlite` returns
- * undefined there and callers use knex.
+ * PostgreSQL has its own fast path (pg-direct.ts): `directSqlite` returns undefined there, and
+ * statements() (fast.ts) picks the one of the store.
  */
 import type { Database } from 'better-sqlite3';
 import { createBatcher } from './batcher.js';

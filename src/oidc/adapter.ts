@@ -53,6 +53,8 @@ export function createAdapterFactory(db: Db, clock: Clock, requestScope: Request
         expires_at: expiresIn ? now() + expiresIn : null,
         consumed_at: null,
       });
+      // Again after the write: a read of this request that was in flight meanwhile may have kept the old row.
+      if (this.kind === 'Grant') forgetGrant(id);
     }
 
     async find(id: string) {
@@ -67,7 +69,8 @@ export function createAdapterFactory(db: Db, clock: Clock, requestScope: Request
       if (!GRANTABLE.includes(this.kind)) return parse(await queries.findLive(this.kind, 'id', id, now()));
       const found = await queries.findLiveWithGrant(this.kind, id, now());
       if (found?.grant) {
-        if (kept) kept.set(found.grant.id, found.grant.row);
+        const keep = grantsReadAhead.get(scope);
+        if (keep) keep.set(found.grant.id, found.grant.row);
         else grantsReadAhead.set(scope, new Map([[found.grant.id, found.grant.row]]));
       }
       return parse(found?.row);
@@ -82,11 +85,13 @@ export function createAdapterFactory(db: Db, clock: Clock, requestScope: Request
     async destroy(id: string) {
       if (this.kind === 'Grant') forgetGrant(id);
       await queries.destroy(this.kind, id);
+      if (this.kind === 'Grant') forgetGrant(id);
     }
 
     async revokeByGrantId(grantId: string) {
       forgetGrant(grantId);
       await Promise.all(GRANTABLE.map((kind) => queries.destroyByGrantId(kind, grantId)));
+      forgetGrant(grantId);
     }
   };
 }

@@ -1,6 +1,7 @@
 /** Storage shared by instances: the oidc-provider adapter, the keystore, and a sign-in that hops instances. */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { idleSqliteConnection } from '../../src/db/connect.js';
+import { statements } from '../../src/db/fast.js';
 import { migratedDb, createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { createAdapterFactory, deleteExpiredPayloads } from '../../src/oidc/adapter.js';
 import { loadOrCreateKeys } from '../../src/oidc/keys.js';
@@ -12,8 +13,8 @@ import { createRecoveryCodeQueries } from '../../src/queries/recovery-codes.js';
 import { createTotpQueries } from '../../src/queries/totp.js';
 import { createUserQueries, type UserRow } from '../../src/queries/users.js';
 import { Browser } from '../helpers/browser.js';
-import { startIdp, type TestIdp } from '../helpers/idp.js';
-import { authorizeUrl, callbackOf, pkce } from '../helpers/flows.js';
+import { REDIRECT_URI, startIdp, TEST_SECRET, type TestIdp } from '../helpers/idp.js';
+import { authorizeUrl, callbackOf, pkce, signIn } from '../helpers/flows.js';
 
 const movableClock = (start = Date.UTC(2026, 10, 25)) => {
   let now = start;
@@ -142,6 +143,8 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
         const inside = createOidcPayloadQueries(trx);
         await inside.upsert(row);
         expect(await inside.findLive('AccessToken', 'id', 'through-trx', 0)).toEqual({ payload: '{}', consumed_at: null });
+        // Through knex.raw a statement that returns no rows answers in its driver's own shape.
+        expect(await statements(trx).get('delete from oidc_payloads where id = ?', ['no-such-row'])).toBeUndefined();
         throw new Error('roll back');
       })).rejects.toThrow('roll back');
       expect(await createOidcPayloadQueries(env.db).findLive('AccessToken', 'id', 'through-trx', 0)).toBeUndefined();
@@ -293,5 +296,44 @@ describe('the SQLite connection outside the pool', () => {
     expect(await env.db('oidc_payloads').where({ id: 'lent-test' }).first()).toBeUndefined();
     expect(during).toBeUndefined();
     expect(idleSqliteConnection(env.db)).toBe(idle);
+  });
+});
+
+describe('a token request on SQLite', () => {
+  let database: TestDatabase;
+  let idp: TestIdp;
+  beforeAll(async () => {
+    database = await createTestDatabase('sqlite');
+    idp = await startIdp(database);
+    await idp.users.add({ username: 'erin', email: 'erin@example.com', password: 'erin-password-1' });
+  });
+  afterAll(async () => {
+    await idp?.close();
+    await database?.dispose();
+  });
+
+  // The adapter keys what it reads ahead by oidc-provider's own request context (Provider.ctx): if that
+  // stopped working, the grant would be read a second time, by id.
+  it('reads the code and its grant in one statement, and the grant not again', async () => {
+    const browser = new Browser(idp.url);
+    const { verifier, challenge } = pkce();
+    const done = await signIn(browser, authorizeUrl(idp.url, { client_id: 'first-party', code_challenge: challenge, code_challenge_method: 'S256' }),
+      'erin', 'erin-password-1');
+    const code = callbackOf(done).searchParams.get('code')!;
+    const conn = idleSqliteConnection(idp.db)!;
+    const prepare = conn.prepare;
+    const seen: string[] = [];
+    conn.prepare = ((sql: string) => { seen.push(sql.replace(/\s+/g, ' ')); return prepare(sql); }) as typeof conn.prepare;
+    try {
+      const token = await new Browser(idp.url).request('/token', {
+        method: 'POST', headers: { authorization: `Basic ${Buffer.from(`first-party:${TEST_SECRET}`).toString('base64')}` },
+        form: { grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, code_verifier: verifier },
+      });
+      expect(token.status).toBe(200);
+    } finally {
+      conn.prepare = prepare;
+    }
+    expect(seen.filter((sql) => sql.includes('left join oidc_payloads g'))).toHaveLength(1);
+    expect(seen.filter((sql) => /from oidc_payloads where kind = \? and id = \?/.test(sql))).toEqual([]);
   });
 });
