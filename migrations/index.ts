@@ -3,6 +3,7 @@ import * as init from './20261125000000_init.js';
 import * as secondFactors from './20261125010000_second_factors.js';
 import * as abuseResistance from './20261125020000_abuse_resistance.js';
 import * as partialPayloadIndexes from './20261125030000_partial_payload_indexes.js';
+import * as payloadAccount from './20261125040000_payload_account.js';
 
 export interface Migration {
   up(db: Knex): Promise<void>;
@@ -15,4 +16,5 @@ export const migrations: Record<string, Migration> = {
   '20261125010000_second_factors': secondFactors,
   '20261125020000_abuse_resistance': abuseResistance,
   '20261125030000_partial_payload_indexes': partialPayloadIndexes,
+  '20261125040000_payload_account': payloadAccount,
 };

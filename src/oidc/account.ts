@@ -1,6 +1,7 @@
 /** oidc-provider's view of our users: `findAccount` and the claims each scope releases (OIDC Core §5.4). */
 import type { Account, FindAccount } from 'oidc-provider';
 import type { UserQueries, UserRow } from '../queries/users.js';
+import type { ReadAhead } from './read-ahead.js';
 
 export function toAccount(user: UserRow): Account {
   return {
@@ -18,9 +19,10 @@ export function toAccount(user: UserRow): Account {
 }
 
 /** A disabled or deleted user has no account: their sessions stop working and no token is issued. */
-export function createFindAccount(users: UserQueries): FindAccount {
+export function createFindAccount(users: UserQueries, readAhead?: ReadAhead): FindAccount {
   return async (_ctx, sub) => {
-    const user = await users.findById(sub);
+    // Read with the token this request is about, when it read one (read-ahead.ts).
+    const user = readAhead?.take<UserRow>(`user:${sub}`) ?? await users.findById(sub);
     if (!user || user.disabled) return undefined;
     return toAccount(user);
   };

@@ -13,6 +13,7 @@ import { renderPage } from '../http/views.js';
 import type { UserQueries } from '../queries/users.js';
 import { createFindAccount } from './account.js';
 import { createAdapterFactory } from './adapter.js';
+import { createReadAhead } from './read-ahead.js';
 import type { ProviderKeys } from './keys.js';
 
 export const CUSTOM_CLIENT_FIELDS = ['mfa_policy', 'skip_consent'] as const;
@@ -120,10 +121,11 @@ function loginPolicy(needsStepUp: StepUpCheck, sessionExpired: SessionExpiredChe
 
 export function createProvider({ config, db, clock, keys, users, needsStepUp, sessionExpired }: ProviderDeps): Provider {
   const secure = config.issuer.startsWith('https:');
+  const readAhead = createReadAhead();
   const configuration: Configuration = {
-    adapter: createAdapterFactory(db, clock),
+    adapter: createAdapterFactory(db, clock, readAhead),
     clients: [...clientMetadata(config), accountClient(config.issuer)],
-    findAccount: createFindAccount(users),
+    findAccount: createFindAccount(users, readAhead),
     jwks: keys.jwks,
     cookies: {
       keys: keys.cookieKeys,

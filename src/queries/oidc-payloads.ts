@@ -2,12 +2,14 @@ import type { Knex } from 'knex';
 import { createBatcher } from '../db/batcher.js';
 import { statements } from '../db/fast.js';
 import { directPg } from '../db/pg-direct.js';
+import { toUser, USER_COLUMNS, type UserRow } from './users.js';
 
 export interface PayloadRow {
   kind: string;
   id: string;
   payload: string;
   grant_id: string | null;
+  account_id: string | null;
   user_code: string | null;
   uid: string | null;
   expires_at: number | null;
@@ -18,7 +20,7 @@ type Lookup = 'id' | 'uid' | 'user_code';
 
 // The statements of the fast paths (src/db/sqlite-direct.ts, src/db/pg-direct.ts), the same on both
 // stores: one row per token issued, so this is the busiest table.
-const COLUMNS = ['kind', 'id', 'payload', 'grant_id', 'user_code', 'uid', 'expires_at', 'consumed_at'] as const;
+const COLUMNS = ['kind', 'id', 'payload', 'grant_id', 'account_id', 'user_code', 'uid', 'expires_at', 'consumed_at'] as const;
 const ROW = `(${COLUMNS.map(() => '?').join(', ')})`;
 const upsertSql = (rows: number) => `insert into oidc_payloads (${COLUMNS.join(', ')}) values ${Array.from({ length: rows }, () => ROW).join(', ')}
     on conflict (kind, id) do update set ${COLUMNS.slice(2).map((c) => `${c} = excluded.${c}`).join(', ')}`;
@@ -26,10 +28,12 @@ const SQL = {
   upsert: upsertSql(1),
   findLive: (column: Lookup) => `select payload, consumed_at from oidc_payloads
     where kind = ? and ${column} = ? and (expires_at is null or expires_at > ?) limit 1`,
-  // A token and its grant in one statement (see findLiveWithGrant).
-  findLiveWithGrant: `select t.payload, t.consumed_at, t.grant_id, g.payload as grant_payload, g.consumed_at as grant_consumed_at
-    from oidc_payloads t left join oidc_payloads g
-      on g.kind = 'Grant' and g.id = t.grant_id and (g.expires_at is null or g.expires_at > ?)
+  // A token, its grant and its user in one statement (see findLiveWithGrantAndUser).
+  findLiveWithGrantAndUser: `select t.payload, t.consumed_at, t.grant_id, g.payload as grant_payload, g.consumed_at as grant_consumed_at,
+      ${USER_COLUMNS.map((c) => `u.${c} as u_${c}`).join(', ')}
+    from oidc_payloads t
+    left join oidc_payloads g on g.kind = 'Grant' and g.id = t.grant_id and (g.expires_at is null or g.expires_at > ?)
+    left join users u on u.id = t.account_id
     where t.kind = ? and t.id = ? and (t.expires_at is null or t.expires_at > ?) limit 1`,
   consume: 'update oidc_payloads set consumed_at = ? where kind = ? and id = ? and consumed_at is null',
   destroy: 'delete from oidc_payloads where kind = ? and id = ?',
@@ -45,7 +49,8 @@ export interface LiveRow { payload: string; consumed_at: number | null }
 const found = (row: Found | undefined): LiveRow | undefined => (row
   ? { payload: row.payload, consumed_at: row.consumed_at == null ? null : Number(row.consumed_at) }
   : undefined);
-type FoundWithGrant = Found & { grant_id: string | null; grant_payload: string | null; grant_consumed_at: number | string | null };
+type FoundWithGrant = Found & { grant_id: string | null; grant_payload: string | null; grant_consumed_at: number | string | null }
+  & { [column in `u_${typeof USER_COLUMNS[number]}`]: unknown };
 
 export function createOidcPayloadQueries(db: Knex) {
   const table = () => db('oidc_payloads');
@@ -84,17 +89,20 @@ export function createOidcPayloadQueries(db: Knex) {
       return found(await run.get<Found>(SQL.findLive(column), [kind, value, nowSeconds]));
     },
     /**
-     * The live row of `kind` with primary key `id` and, when it belongs to a live grant, that grant's row:
-     * one statement instead of two.
+     * The live row of `kind` with primary key `id`, with the row of its grant when that is live and the
+     * row of its user when it names one that exists: one statement instead of three.
      */
-    async findLiveWithGrant(kind: string, id: string, nowSeconds: number):
-    Promise<{ row: LiveRow; grant?: { id: string; row: LiveRow } } | undefined> {
-      const first = await run.get<FoundWithGrant>(SQL.findLiveWithGrant, [nowSeconds, kind, id, nowSeconds]);
+    async findLiveWithGrantAndUser(kind: string, id: string, nowSeconds: number):
+    Promise<{ row: LiveRow; grant?: { id: string; row: LiveRow }; user?: UserRow } | undefined> {
+      const first = await run.get<FoundWithGrant>(SQL.findLiveWithGrantAndUser, [nowSeconds, kind, id, nowSeconds]);
       if (!first) return undefined;
       const grant = first.grant_id != null && first.grant_payload != null
         ? { id: first.grant_id, row: found({ payload: first.grant_payload, consumed_at: first.grant_consumed_at })! }
         : undefined;
-      return { row: found(first)!, grant };
+      const user = first.u_id != null
+        ? toUser(Object.fromEntries(USER_COLUMNS.map((c) => [c, first[`u_${c}`]])))
+        : undefined;
+      return { row: found(first)!, grant, user };
     },
     async consume(kind: string, id: string, nowSeconds: number): Promise<void> {
       await run.write(SQL.consume, [nowSeconds, kind, id]);

@@ -15,8 +15,10 @@ export interface UserRow {
 
 type Raw = Record<string, unknown>;
 
+export const USER_COLUMNS = ['id', 'username', 'email', 'name', 'email_verified', 'password_hash', 'disabled', 'created_at', 'updated_at'] as const;
+
 /** Booleans read back as 0/1 on SQLite and bigints as strings on PostgreSQL: normalise here, once. */
-function toUser(row: Raw | undefined): UserRow | undefined {
+export function toUser(row: Raw | undefined): UserRow | undefined {
   if (!row) return undefined;
   return {
     id: String(row.id),

@@ -4,6 +4,8 @@ import { idleSqliteConnection } from '../../src/db/connect.js';
 import { statements } from '../../src/db/fast.js';
 import { migratedDb, createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { createAdapterFactory, deleteExpiredPayloads } from '../../src/oidc/adapter.js';
+import { createFindAccount } from '../../src/oidc/account.js';
+import { createReadAhead } from '../../src/oidc/read-ahead.js';
 import { loadOrCreateKeys } from '../../src/oidc/keys.js';
 import { createOidcPayloadQueries, type PayloadRow } from '../../src/queries/oidc-payloads.js';
 import type { Clock } from '../../src/clock.js';
@@ -67,7 +69,7 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
     it('reads a token’s grant with it, for that request only, once, and never past a write of the grant', async () => {
       const { clock, advance } = movableClock();
       let request: object | undefined;
-      const Adapter = createAdapterFactory(env.db, clock, () => request);
+      const Adapter = createAdapterFactory(env.db, clock, createReadAhead(() => request));
       const grants = new Adapter('Grant');
       const tokens = new Adapter('RefreshToken');
       const removeGrantRow = () => env.db('oidc_payloads').where({ kind: 'Grant', id: 'grant-ra' }).delete();
@@ -120,6 +122,41 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       await removeGrantRow();
     });
 
+    it('reads a token’s user with it, for findAccount in that request only, once', async () => {
+      const { clock } = movableClock();
+      let request: object | undefined;
+      const readAhead = createReadAhead(() => request);
+      const tokens = new (createAdapterFactory(env.db, clock, readAhead))('AccessToken');
+      const users = createUserQueries(env.db);
+      const findAccount = createFindAccount(users, readAhead);
+      const claimsOf = async (sub: string) => (await (await findAccount({} as never, sub))?.claims('id_token', 'openid', {}, []));
+      await users.insert({
+        id: 'ra-user', username: 'ra-user', email: 'ra@example.com', name: 'Before', email_verified: true,
+        password_hash: null, disabled: false, created_at: 1, updated_at: 1,
+      });
+      await tokens.upsert('at-user-ra', { accountId: 'ra-user' }, 3600);
+      await tokens.upsert('at-nobody-ra', { accountId: 'no-such-user' }, 3600);
+
+      request = {};
+      expect(await tokens.find('at-user-ra')).toEqual({ accountId: 'ra-user' });
+      await users.update('ra-user', { name: 'After' });
+      // Read with the token, before the change; taken once, then from the database.
+      expect(await claimsOf('ra-user')).toMatchObject({ sub: 'ra-user', name: 'Before' });
+      expect(await claimsOf('ra-user')).toMatchObject({ name: 'After' });
+      // Another request, and reads outside any request, never see it.
+      expect(await tokens.find('at-user-ra')).toBeDefined();
+      await users.update('ra-user', { disabled: true });
+      request = {};
+      expect(await findAccount({} as never, 'ra-user')).toBeUndefined();
+      request = undefined;
+      expect(await findAccount({} as never, 'ra-user')).toBeUndefined();
+      // A token whose user does not exist keeps nothing.
+      request = {};
+      expect(await tokens.find('at-nobody-ra')).toEqual({ accountId: 'no-such-user' });
+      expect(await findAccount({} as never, 'no-such-user')).toBeUndefined();
+      await users.delete('ra-user');
+    });
+
     // On SQLite, writes that arrive together are committed together (src/db/sqlite-direct.ts); what a
     // caller sees must not change: each write is stored once its promise resolves, and fails alone.
     it('stores every one of many parallel writes, each visible once its promise resolves', async () => {
@@ -137,7 +174,7 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
 
     it('keeps writes made through a transaction inside it', async () => {
       const row: PayloadRow = {
-        kind: 'AccessToken', id: 'through-trx', payload: '{}', grant_id: null, user_code: null, uid: null, expires_at: null, consumed_at: null,
+        kind: 'AccessToken', id: 'through-trx', payload: '{}', grant_id: null, account_id: null, user_code: null, uid: null, expires_at: null, consumed_at: null,
       };
       await expect(env.db.transaction(async (trx) => {
         const inside = createOidcPayloadQueries(trx);
@@ -153,7 +190,7 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
     it('keeps the later of two writes to one row sent together', async () => {
       const queries = createOidcPayloadQueries(env.db);
       const row = (payload: string): PayloadRow => ({
-        kind: 'Session', id: 'same-row', payload, grant_id: null, user_code: null, uid: null, expires_at: null, consumed_at: null,
+        kind: 'Session', id: 'same-row', payload, grant_id: null, account_id: null, user_code: null, uid: null, expires_at: null, consumed_at: null,
       });
       await Promise.all([queries.upsert(row('{"v":1}')), queries.upsert(row('{"v":2}')), queries.upsert(row('{"v":3}'))]);
       expect(await queries.findLive('Session', 'id', 'same-row', 0)).toEqual({ payload: '{"v":3}', consumed_at: null });
@@ -162,7 +199,7 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
     it('fails only the bad write among writes sent together', async () => {
       const queries = createOidcPayloadQueries(env.db);
       const row = (id: string, payload: string | null): PayloadRow => ({
-        kind: 'AccessToken', id, payload: payload as string, grant_id: null, user_code: null, uid: null, expires_at: null, consumed_at: null,
+        kind: 'AccessToken', id, payload: payload as string, grant_id: null, account_id: null, user_code: null, uid: null, expires_at: null, consumed_at: null,
       });
       const results = await Promise.allSettled([
         queries.upsert(row('good-1', '{"a":1}')),
@@ -312,9 +349,9 @@ describe('a token request on SQLite', () => {
     await database?.dispose();
   });
 
-  // The adapter keys what it reads ahead by oidc-provider's own request context (Provider.ctx): if that
-  // stopped working, the grant would be read a second time, by id.
-  it('reads the code and its grant in one statement, and the grant not again', async () => {
+  // What the adapter reads ahead is keyed by oidc-provider's own request context (Provider.ctx): if that
+  // stopped working, the grant and the user would be read a second time, by id.
+  it('reads the code, its grant and its user in one statement, and neither again', async () => {
     const browser = new Browser(idp.url);
     const { verifier, challenge } = pkce();
     const done = await signIn(browser, authorizeUrl(idp.url, { client_id: 'first-party', code_challenge: challenge, code_challenge_method: 'S256' }),
@@ -335,5 +372,6 @@ describe('a token request on SQLite', () => {
     }
     expect(seen.filter((sql) => sql.includes('left join oidc_payloads g'))).toHaveLength(1);
     expect(seen.filter((sql) => /from oidc_payloads where kind = \? and id = \?/.test(sql))).toEqual([]);
+    expect(seen.filter((sql) => sql.startsWith('select * from users'))).toEqual([]);
   });
 });
