@@ -6,7 +6,8 @@
  * (lib/shared/access_token.js) and introspection. So the adapter reads a token of a grant together with
  * its grant and its user, in one statement (a round trip fewer for each on PostgreSQL), and keeps them
  * here for that request's next read of them (adapter.ts `Grant.find`, account.ts `findAccount`). A kept
- * row is taken once, and dropped when the request itself writes it; other requests, and reads outside a
+ * row is taken once; a grant is dropped when the request itself writes it (users are written only by our
+ * own pages and the CLI, never inside an oidc-provider request); other requests, and reads outside a
  * request, always go to the database. What a request takes is what the database held when it read the
  * token, the state it would have seen had the two reads followed each other a little faster.
  */

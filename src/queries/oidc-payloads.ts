@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { createBatcher } from '../db/batcher.js';
 import { statements } from '../db/fast.js';
 import { directPg } from '../db/pg-direct.js';
-import { toUser, USER_COLUMNS, type UserRow } from './users.js';
+import { PROFILE_COLUMNS, toProfile, type UserProfile } from './users.js';
 
 export interface PayloadRow {
   kind: string;
@@ -30,7 +30,7 @@ const SQL = {
     where kind = ? and ${column} = ? and (expires_at is null or expires_at > ?) limit 1`,
   // A token, its grant and its user in one statement (see findLiveWithGrantAndUser).
   findLiveWithGrantAndUser: `select t.payload, t.consumed_at, t.grant_id, g.payload as grant_payload, g.consumed_at as grant_consumed_at,
-      ${USER_COLUMNS.map((c) => `u.${c} as u_${c}`).join(', ')}
+      ${PROFILE_COLUMNS.map((c) => `u.${c} as u_${c}`).join(', ')}
     from oidc_payloads t
     left join oidc_payloads g on g.kind = 'Grant' and g.id = t.grant_id and (g.expires_at is null or g.expires_at > ?)
     left join users u on u.id = t.account_id
@@ -40,7 +40,7 @@ const SQL = {
   destroyByGrantId: 'delete from oidc_payloads where kind = ? and grant_id = ?',
 };
 // PostgreSQL batches of up to this many rows go as prepared statements (one per size); larger ones, rare,
-// through knex, in statements of at most 1000 rows (PostgreSQL takes at most 65535 parameters, 8 a row).
+// through knex, in statements of at most 1000 rows (PostgreSQL takes at most 65535 parameters, 9 a row).
 const PREPARED_BATCH = 32;
 const valuesOf = (row: PayloadRow) => COLUMNS.map((c) => row[c]);
 
@@ -50,7 +50,7 @@ const found = (row: Found | undefined): LiveRow | undefined => (row
   ? { payload: row.payload, consumed_at: row.consumed_at == null ? null : Number(row.consumed_at) }
   : undefined);
 type FoundWithGrant = Found & { grant_id: string | null; grant_payload: string | null; grant_consumed_at: number | string | null }
-  & { [column in `u_${typeof USER_COLUMNS[number]}`]: unknown };
+  & { [column in `u_${typeof PROFILE_COLUMNS[number]}`]: unknown };
 
 export function createOidcPayloadQueries(db: Knex) {
   const table = () => db('oidc_payloads');
@@ -90,17 +90,17 @@ export function createOidcPayloadQueries(db: Knex) {
     },
     /**
      * The live row of `kind` with primary key `id`, with the row of its grant when that is live and the
-     * row of its user when it names one that exists: one statement instead of three.
+     * profile of its user (no password hash) when it names one that exists: one statement instead of three.
      */
     async findLiveWithGrantAndUser(kind: string, id: string, nowSeconds: number):
-    Promise<{ row: LiveRow; grant?: { id: string; row: LiveRow }; user?: UserRow } | undefined> {
+    Promise<{ row: LiveRow; grant?: { id: string; row: LiveRow }; user?: UserProfile } | undefined> {
       const first = await run.get<FoundWithGrant>(SQL.findLiveWithGrantAndUser, [nowSeconds, kind, id, nowSeconds]);
       if (!first) return undefined;
       const grant = first.grant_id != null && first.grant_payload != null
         ? { id: first.grant_id, row: found({ payload: first.grant_payload, consumed_at: first.grant_consumed_at })! }
         : undefined;
       const user = first.u_id != null
-        ? toUser(Object.fromEntries(USER_COLUMNS.map((c) => [c, first[`u_${c}`]])))
+        ? toProfile(Object.fromEntries(PROFILE_COLUMNS.map((c) => [c, first[`u_${c}`]])))
         : undefined;
       return { row: found(first)!, grant, user };
     },

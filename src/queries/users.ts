@@ -15,27 +15,33 @@ export interface UserRow {
 
 type Raw = Record<string, unknown>;
 
-export const USER_COLUMNS = ['id', 'username', 'email', 'name', 'email_verified', 'password_hash', 'disabled', 'created_at', 'updated_at'] as const;
+/** A user without the password hash: what the provider needs (claims, disabled). */
+export type UserProfile = Omit<UserRow, 'password_hash'>;
+/** The columns of a UserProfile: the one list of them, for this module's reads and for joins elsewhere. */
+export const PROFILE_COLUMNS = ['id', 'username', 'email', 'name', 'email_verified', 'disabled', 'created_at', 'updated_at'] as const;
+const USER_COLUMNS = [...PROFILE_COLUMNS, 'password_hash'].join(', ');
 
 /** Booleans read back as 0/1 on SQLite and bigints as strings on PostgreSQL: normalise here, once. */
-export function toUser(row: Raw | undefined): UserRow | undefined {
-  if (!row) return undefined;
+export function toProfile(row: Raw): UserProfile {
   return {
     id: String(row.id),
     username: String(row.username),
     email: String(row.email),
     name: (row.name as string | null) ?? null,
     email_verified: !!row.email_verified,
-    password_hash: (row.password_hash as string | null) ?? null,
     disabled: !!row.disabled,
     created_at: Number(row.created_at),
     updated_at: Number(row.updated_at),
   };
 }
 
+function toUser(row: Raw | undefined): UserRow | undefined {
+  return row ? { ...toProfile(row), password_hash: (row.password_hash as string | null) ?? null } : undefined;
+}
+
 // Read on every token request (claims) and sign-in, so they skip the query builder (src/db/fast.ts).
-const BY_ID = 'select * from users where id = ? limit 1';
-const BY_LOGIN = 'select * from users where username = ? or email = ? limit 1';
+const BY_ID = `select ${USER_COLUMNS} from users where id = ? limit 1`;
+const BY_LOGIN = `select ${USER_COLUMNS} from users where username = ? or email = ? limit 1`;
 
 export function createUserQueries(db: Knex | Knex.Transaction) {
   const users = () => db('users');
