@@ -2,7 +2,7 @@
  * The oidc-provider storage adapter over knex: one table for every model, identical on SQLite and
  * PostgreSQL. Contract: node-oidc-provider example/my_adapter.js.
  */
-import type { Adapter, AdapterPayload } from 'oidc-provider';
+import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import type { Db } from '../db/connect.js';
@@ -11,6 +11,14 @@ import { createReadAhead, type ReadAhead } from './read-ahead.js';
 
 // Models whose rows are removed together when their grant is revoked.
 const GRANTABLE = ['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest'];
+
+// Single-use grants redeemed at the token endpoint, as oidc-provider names them in its errors.
+const SINGLE_USE: Record<string, string> = {
+  AuthorizationCode: 'authorization code',
+  RefreshToken: 'refresh token',
+  DeviceCode: 'device code',
+  BackchannelAuthenticationRequest: 'backchannel authentication request',
+};
 
 export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead = createReadAhead()) {
   const queries = createOidcPayloadQueries(db);
@@ -59,7 +67,26 @@ export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead 
 
     async findByUserCode(userCode: string) { return parse(await queries.findLive(this.kind, 'user_code', userCode, now())); }
 
-    async consume(id: string) { await queries.consume(this.kind, id, now()); }
+    /**
+     * oidc-provider checks `consumed` when it reads a code or refresh token and consumes it a few awaits
+     * later (lib/helpers/grant_source.js): requests racing with one code would all pass the check. The
+     * database decides instead: only the request whose UPDATE marks the row gets on; the others are
+     * refused as a reuse, and everything issued under the grant is revoked, as oidc-provider does for a
+     * reuse it sees (RFC 6749 §4.1.2: a code used twice is refused, and its tokens SHOULD be revoked;
+     * RFC 9700 §4.14.2 for refresh tokens).
+     */
+    async consume(id: string) {
+      if (await queries.consume(this.kind, id, now())) return;
+      const label = SINGLE_USE[this.kind];
+      if (!label) return;
+      const grantId = parse(await queries.findLive(this.kind, 'id', id, now()))?.grantId;
+      if (grantId) {
+        await this.revokeByGrantId(grantId);
+        readAhead.forget(`grant:${grantId}`);
+        await queries.destroy('Grant', grantId);
+      }
+      throw new errors.InvalidGrant(`${label} already consumed`);
+    }
 
     async destroy(id: string) {
       if (this.kind === 'Grant') readAhead.forget(`grant:${id}`);

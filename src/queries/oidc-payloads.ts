@@ -35,7 +35,7 @@ const SQL = {
     left join oidc_payloads g on g.kind = 'Grant' and g.id = t.grant_id and (g.expires_at is null or g.expires_at > ?)
     left join users u on u.id = t.account_id
     where t.kind = ? and t.id = ? and (t.expires_at is null or t.expires_at > ?) limit 1`,
-  consume: 'update oidc_payloads set consumed_at = ? where kind = ? and id = ? and consumed_at is null',
+  consume: 'update oidc_payloads set consumed_at = ? where kind = ? and id = ? and consumed_at is null returning id',
   destroy: 'delete from oidc_payloads where kind = ? and id = ?',
   destroyByGrantId: 'delete from oidc_payloads where kind = ? and grant_id = ?',
 };
@@ -104,8 +104,12 @@ export function createOidcPayloadQueries(db: Knex) {
         : undefined;
       return { row: found(first)!, grant, user };
     },
-    async consume(kind: string, id: string, nowSeconds: number): Promise<void> {
-      await run.write(SQL.consume, [nowSeconds, kind, id]);
+    /**
+     * Marks the row consumed; true when this call did it, false when it was consumed already (or is gone).
+     * One statement, so of requests racing to consume one row exactly one gets true.
+     */
+    async consume(kind: string, id: string, nowSeconds: number): Promise<boolean> {
+      return (await run.get(SQL.consume, [nowSeconds, kind, id])) !== undefined;
     },
     async destroy(kind: string, id: string): Promise<void> {
       await run.write(SQL.destroy, [kind, id]);

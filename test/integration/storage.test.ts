@@ -65,6 +65,25 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       expect(await tokens.find('at-3')).toBeUndefined();
     });
 
+    it('lets one consume of a single-use code through; a second is refused as a reuse and revokes its grant', async () => {
+      const { clock } = movableClock();
+      const Adapter = createAdapterFactory(env.db, clock);
+      const [grants, codes, tokens, interactions] = ['Grant', 'AuthorizationCode', 'AccessToken', 'Interaction'].map((k) => new Adapter(k));
+      await grants!.upsert('grant-reuse', { accountId: 'a1', clientId: 'c1' }, 3600);
+      await codes!.upsert('code-reuse', { grantId: 'grant-reuse', accountId: 'a1' }, 60);
+      await tokens!.upsert('at-reuse', { grantId: 'grant-reuse', accountId: 'a1' }, 3600);
+      const both = await Promise.allSettled([codes!.consume('code-reuse'), codes!.consume('code-reuse')]);
+      expect(both.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+      const refusal = both.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      expect(refusal.reason).toMatchObject({ error: 'invalid_grant', error_detail: 'authorization code already consumed' });
+      expect(await grants!.find('grant-reuse')).toBeUndefined();
+      expect(await tokens!.find('at-reuse')).toBeUndefined();
+      // Models that are not redeemed at the token endpoint consume as before, silently.
+      await interactions!.upsert('int-reuse', { uid: 'int-reuse' }, 60);
+      await interactions!.consume('int-reuse');
+      await expect(interactions!.consume('int-reuse')).resolves.toBeUndefined();
+    });
+
     // oidc-provider reads a token's grant right after the token; within one request the adapter reads both
     // in one statement and keeps the grant for that request's next read (src/oidc/adapter.ts).
     it('reads a token’s grant with it, for that request only, once, and never past a write of the grant', async () => {
