@@ -12,12 +12,19 @@ import { createReadAhead, type ReadAhead } from './read-ahead.js';
 // Models whose rows are removed together when their grant is revoked.
 const GRANTABLE = ['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest'];
 
-// Single-use grants redeemed at the token endpoint, as oidc-provider names them in its errors.
-const SINGLE_USE: Record<string, string> = {
-  AuthorizationCode: 'authorization code',
-  RefreshToken: 'refresh token',
-  DeviceCode: 'device code',
-  BackchannelAuthenticationRequest: 'backchannel authentication request',
+// Single-use models: what a request that lost the race to consume one is told (oidc-provider's own errors
+// for a reuse it sees: lib/helpers/grant_source.js, lib/actions/grants/refresh_token.js,
+// lib/actions/authorization/respond.js), and whether the grant is revoked.
+const SINGLE_USE: Record<string, { label: string; reused(): Error; revokes: boolean }> = {
+  AuthorizationCode: { label: 'authorization code', reused: () => new errors.InvalidGrant('authorization code already consumed'), revokes: true },
+  RefreshToken: { label: 'refresh token', reused: () => new errors.InvalidGrant('refresh token already used'), revokes: true },
+  DeviceCode: { label: 'device code', reused: () => new errors.InvalidGrant('device code already consumed'), revokes: true },
+  BackchannelAuthenticationRequest: {
+    label: 'backchannel authentication request', reused: () => new errors.InvalidGrant('backchannel authentication request already consumed'), revokes: true,
+  },
+  PushedAuthorizationRequest: {
+    label: 'request_uri', reused: () => new errors.InvalidRequestUri('request_uri is invalid, expired, or was already used'), revokes: false,
+  },
 };
 
 export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead = createReadAhead()) {
@@ -68,24 +75,29 @@ export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead 
     async findByUserCode(userCode: string) { return parse(await queries.findLive(this.kind, 'user_code', userCode, now())); }
 
     /**
-     * oidc-provider checks `consumed` when it reads a code or refresh token and consumes it a few awaits
-     * later (lib/helpers/grant_source.js): requests racing with one code would all pass the check. The
-     * database decides instead: only the request whose UPDATE marks the row gets on; the others are
-     * refused as a reuse, and everything issued under the grant is revoked, as oidc-provider does for a
-     * reuse it sees (RFC 6749 §4.1.2: a code used twice is refused, and its tokens SHOULD be revoked;
-     * RFC 9700 §4.14.2 for refresh tokens).
+     * oidc-provider checks `consumed` when it reads a code, refresh token or pushed request and consumes it
+     * a few awaits later (lib/helpers/grant_source.js, lib/actions/authorization/respond.js): requests
+     * racing with one code would all pass the check. The database decides instead: only the request whose
+     * UPDATE marks the row gets on; the others are refused as oidc-provider refuses a reuse it sees, and
+     * for grants everything issued under the grant is revoked (RFC 6749 §4.1.2: a code used twice is
+     * refused, and its tokens SHOULD be revoked; RFC 9700 §4.14.2 for refresh tokens). This revocation
+     * emits no `grant.revoked` event and does not ask `revokeGrantPolicy` (neither is used here).
      */
     async consume(id: string) {
       if (await queries.consume(this.kind, id, now())) return;
-      const label = SINGLE_USE[this.kind];
-      if (!label) return;
-      const grantId = parse(await queries.findLive(this.kind, 'id', id, now()))?.grantId;
+      const single = SINGLE_USE[this.kind];
+      if (!single) return;
+      // Gone rather than used (revoked, or removed by the clean-up, since it was read): a grant's code or
+      // token is "not found"; a pushed request gets the one error oidc-provider has for it.
+      const row = await queries.find(this.kind, id);
+      if (!row) throw single.revokes ? new errors.InvalidGrant(`${single.label} not found`) : single.reused();
+      const grantId = single.revokes ? row.grant_id : null;
       if (grantId) {
         await this.revokeByGrantId(grantId);
         readAhead.forget(`grant:${grantId}`);
         await queries.destroy('Grant', grantId);
       }
-      throw new errors.InvalidGrant(`${label} already consumed`);
+      throw single.reused();
     }
 
     async destroy(id: string) {

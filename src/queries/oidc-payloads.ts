@@ -36,6 +36,7 @@ const SQL = {
     left join users u on u.id = t.account_id
     where t.kind = ? and t.id = ? and (t.expires_at is null or t.expires_at > ?) limit 1`,
   consume: 'update oidc_payloads set consumed_at = ? where kind = ? and id = ? and consumed_at is null returning id',
+  find: 'select grant_id from oidc_payloads where kind = ? and id = ?',
   destroy: 'delete from oidc_payloads where kind = ? and id = ?',
   destroyByGrantId: 'delete from oidc_payloads where kind = ? and grant_id = ?',
 };
@@ -103,6 +104,10 @@ export function createOidcPayloadQueries(db: Knex) {
         ? toProfile(Object.fromEntries(PROFILE_COLUMNS.map((c) => [c, first[`u_${c}`]])))
         : undefined;
       return { row: found(first)!, grant, user };
+    },
+    /** Whether the row is stored, expired or not, and its grant. */
+    async find(kind: string, id: string): Promise<{ grant_id: string | null } | undefined> {
+      return run.get<{ grant_id: string | null }>(SQL.find, [kind, id]);
     },
     /**
      * Marks the row consumed; true when this call did it, false when it was consumed already (or is gone).

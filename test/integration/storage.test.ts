@@ -78,7 +78,17 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       expect(refusal.reason).toMatchObject({ error: 'invalid_grant', error_detail: 'authorization code already consumed' });
       expect(await grants!.find('grant-reuse')).toBeUndefined();
       expect(await tokens!.find('at-reuse')).toBeUndefined();
-      // Models that are not redeemed at the token endpoint consume as before, silently.
+      // Gone since it was read: "not found", nothing revoked.
+      await grants!.upsert('grant-gone', { accountId: 'a1', clientId: 'c1' }, 3600);
+      await expect(codes!.consume('code-gone')).rejects.toMatchObject({ error: 'invalid_grant', error_detail: 'authorization code not found' });
+      expect(await grants!.find('grant-gone')).toBeDefined();
+      // A pushed authorization request used twice: oidc-provider's request_uri error, no grant to revoke.
+      const pushed = new Adapter('PushedAuthorizationRequest');
+      await pushed.upsert('par-reuse', { grantId: 'grant-gone' } as never, 60);
+      await pushed.consume('par-reuse');
+      await expect(pushed.consume('par-reuse')).rejects.toMatchObject({ error: 'invalid_request_uri' });
+      expect(await grants!.find('grant-gone')).toBeDefined();
+      // Models that are not single-use consume as before, silently.
       await interactions!.upsert('int-reuse', { uid: 'int-reuse' }, 60);
       await interactions!.consume('int-reuse');
       await expect(interactions!.consume('int-reuse')).resolves.toBeUndefined();
