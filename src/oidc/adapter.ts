@@ -12,26 +12,28 @@ import { createReadAhead, type ReadAhead } from './read-ahead.js';
 // Models whose rows are removed together when their grant is revoked.
 const GRANTABLE = ['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest'];
 
-// Single-use models: what a request that lost the race to consume one is told (oidc-provider's own errors
-// for a reuse it sees: lib/helpers/grant_source.js, lib/actions/grants/refresh_token.js,
-// lib/actions/authorization/respond.js), and whether the grant is revoked.
-const SINGLE_USE: Record<string, { label: string; reused(): Error; revokes: boolean }> = {
-  AuthorizationCode: { label: 'authorization code', reused: () => new errors.InvalidGrant('authorization code already consumed'), revokes: true },
-  RefreshToken: { label: 'refresh token', reused: () => new errors.InvalidGrant('refresh token already used'), revokes: true },
-  DeviceCode: { label: 'device code', reused: () => new errors.InvalidGrant('device code already consumed'), revokes: true },
-  BackchannelAuthenticationRequest: {
-    label: 'backchannel authentication request', reused: () => new errors.InvalidGrant('backchannel authentication request already consumed'), revokes: true,
-  },
-  PushedAuthorizationRequest: {
-    label: 'request_uri', reused: () => new errors.InvalidRequestUri('request_uri is invalid, expired, or was already used'), revokes: false,
-  },
+// Single-use models: what a request that lost the race to consume one is told, when the row was used and
+// when it is gone (oidc-provider's own errors: lib/helpers/grant_source.js,
+// lib/actions/grants/refresh_token.js, lib/actions/authorization/respond.js), and whether its grant is
+// revoked.
+interface SingleUse { reused(): Error; gone(): Error; revokes: boolean }
+const grantSource = (label: string, reuse = `${label} already consumed`): SingleUse => ({
+  reused: () => new errors.InvalidGrant(reuse), gone: () => new errors.InvalidGrant(`${label} not found`), revokes: true,
+});
+const requestUriUsed = () => new errors.InvalidRequestUri('request_uri is invalid, expired, or was already used');
+const SINGLE_USE: Record<string, SingleUse> = {
+  AuthorizationCode: grantSource('authorization code'),
+  RefreshToken: grantSource('refresh token', 'refresh token already used'),
+  DeviceCode: grantSource('device code'),
+  BackchannelAuthenticationRequest: grantSource('backchannel authentication request'),
+  PushedAuthorizationRequest: { reused: requestUriUsed, gone: requestUriUsed, revokes: false },
 };
 
 export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead = createReadAhead()) {
   const queries = createOidcPayloadQueries(db);
   const now = () => epochSeconds(clock);
 
-  const parse = (found: { payload: string; consumed_at: number | null } | undefined): AdapterPayload | undefined => {
+  const parse = (found: LiveRow | undefined): AdapterPayload | undefined => {
     if (!found) return undefined;
     const payload = JSON.parse(found.payload) as AdapterPayload;
     return found.consumed_at ? { ...payload, consumed: found.consumed_at } : payload;
@@ -87,14 +89,12 @@ export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead 
       if (await queries.consume(this.kind, id, now())) return;
       const single = SINGLE_USE[this.kind];
       if (!single) return;
-      // Gone rather than used (revoked, or removed by the clean-up, since it was read): a grant's code or
-      // token is "not found"; a pushed request gets the one error oidc-provider has for it.
-      const row = await queries.find(this.kind, id);
-      if (!row) throw single.revokes ? new errors.InvalidGrant(`${single.label} not found`) : single.reused();
+      // Gone rather than used: revoked, or removed by the clean-up, since it was read.
+      const row = await queries.stored(this.kind, id);
+      if (!row) throw single.gone();
       const grantId = single.revokes ? row.grant_id : null;
       if (grantId) {
-        await this.revokeByGrantId(grantId);
-        readAhead.forget(`grant:${grantId}`);
+        await this.revokeByGrantId(grantId); // also drops the grant this request kept
         await queries.destroy('Grant', grantId);
       }
       throw single.reused();

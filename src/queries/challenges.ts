@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { statements } from '../db/fast.js';
 
 export interface ChallengeRow {
   id: string;
@@ -11,19 +12,18 @@ export interface ChallengeRow {
 
 export function createChallengeQueries(db: Knex) {
   const table = () => db('webauthn_challenges');
+  const run = statements(db);
   return {
     async insert(row: ChallengeRow): Promise<void> {
       await table().insert(row).onConflict('id').merge();
     },
     /**
      * Deletes the challenge and returns it, in one statement: only the request whose delete removed the
-     * row gets it, so a challenge is used once even under parallel requests. Raw SQL because knex drops
-     * `returning` from deletes on SQLite (which has DELETE … RETURNING since 3.35, as PostgreSQL has).
+     * row gets it, so a challenge is used once even under parallel requests. Written out because knex
+     * drops `returning` from deletes on SQLite (which has DELETE … RETURNING since 3.35, as PostgreSQL has).
      */
     async consume(id: string, purpose: ChallengeRow['purpose'], nowSeconds: number): Promise<ChallengeRow | undefined> {
-      const result: unknown = await db.raw('delete from ?? where ?? = ? and ?? = ? returning *', ['webauthn_challenges', 'id', id, 'purpose', purpose]);
-      // better-sqlite3 answers the rows, pg a result object.
-      const [row] = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<Record<string, unknown>>;
+      const row = await run.get<Record<string, unknown>>('delete from webauthn_challenges where id = ? and purpose = ? returning *', [id, purpose]);
       if (!row || Number(row.expires_at) <= nowSeconds) return undefined;
       return {
         id: String(row.id), purpose, challenge: String(row.challenge),

@@ -86,7 +86,7 @@ export function createOidcPayloadQueries(db: Knex) {
     },
     /** The live row of `kind` whose `column` is `value`; expired rows count as absent. */
     async findLive(kind: string, column: Lookup, value: string, nowSeconds: number):
-    Promise<{ payload: string; consumed_at: number | null } | undefined> {
+    Promise<LiveRow | undefined> {
       return found(await run.get<Found>(SQL.findLive(column), [kind, value, nowSeconds]));
     },
     /**
@@ -106,7 +106,7 @@ export function createOidcPayloadQueries(db: Knex) {
       return { row: found(first)!, grant, user };
     },
     /** Whether the row is stored, expired or not, and its grant. */
-    async find(kind: string, id: string): Promise<{ grant_id: string | null } | undefined> {
+    async stored(kind: string, id: string): Promise<{ grant_id: string | null } | undefined> {
       return run.get<{ grant_id: string | null }>(SQL.find, [kind, id]);
     },
     /**
