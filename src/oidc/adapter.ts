@@ -29,6 +29,11 @@ const SINGLE_USE: Record<string, SingleUse> = {
   PushedAuthorizationRequest: { reused: requestUriUsed, gone: requestUriUsed, revokes: false },
 };
 
+// What a request names (a token, code, client_id, interaction uid, user code) may hold a NUL character,
+// which PostgreSQL refuses in text (SQLSTATE 22021: a server error, not an answer). No stored id holds
+// one: oidc-provider makes them, and SQLite would find nothing either. Such a value is simply not found.
+const storable = (value: string) => !value.includes('\u0000');
+
 export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead = createReadAhead()) {
   const queries = createOidcPayloadQueries(db);
   const now = () => epochSeconds(clock);
@@ -61,6 +66,7 @@ export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead 
 
     // A token of a grant comes with its grant and its user (read-ahead.ts).
     async find(id: string) {
+      if (!storable(id)) return undefined;
       if (this.kind === 'Grant') {
         const early = readAhead.take<LiveRow>(`grant:${id}`);
         if (early) return parse(early);
@@ -72,9 +78,13 @@ export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead 
       return parse(found?.row);
     }
 
-    async findByUid(uid: string) { return parse(await queries.findLive(this.kind, 'uid', uid, now())); }
+    async findByUid(uid: string) {
+      return storable(uid) ? parse(await queries.findLive(this.kind, 'uid', uid, now())) : undefined;
+    }
 
-    async findByUserCode(userCode: string) { return parse(await queries.findLive(this.kind, 'user_code', userCode, now())); }
+    async findByUserCode(userCode: string) {
+      return storable(userCode) ? parse(await queries.findLive(this.kind, 'user_code', userCode, now())) : undefined;
+    }
 
     /**
      * oidc-provider checks `consumed` when it reads a code, refresh token or pushed request and consumes it
