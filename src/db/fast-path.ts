@@ -6,6 +6,8 @@ export type SqlValue = string | number | bigint | null;
 export interface FastPath {
   /** The first row a read returns (reads see every write whose promise has settled). */
   get<T>(sql: string, params: SqlValue[]): Promise<T | undefined>;
+  /** Every row a read returns. */
+  all<T>(sql: string, params: SqlValue[]): Promise<T[]>;
   /** Runs a write; resolves once it is committed (on SQLite, together with the other writes of its turn). */
   write(sql: string, params: SqlValue[]): Promise<void>;
 }

@@ -10,14 +10,20 @@ import { directSqlite } from './sqlite-direct.js';
  */
 export function statements(db: Db | Knex.Transaction) {
   const fast = directSqlite(db as Db) ?? directPg(db as Db);
+  // knex answers a raw statement as its driver does: rows (better-sqlite3) or { rows } (node-postgres);
+  // a statement that returns nothing, { changes } on better-sqlite3.
+  async function rawRows<T>(sql: string, params: SqlValue[]): Promise<T[]> {
+    const result = await db.raw(sql, params as Knex.RawBinding[]) as T[] | { rows?: T[] };
+    return Array.isArray(result) ? result : result.rows ?? [];
+  }
   return {
     /** The first row the statement returns (a read, or a write with RETURNING). */
     async get<T>(sql: string, params: SqlValue[]): Promise<T | undefined> {
-      if (fast) return fast.get<T>(sql, params);
-      // knex answers a raw statement as its driver does: rows (better-sqlite3) or { rows } (node-postgres);
-      // a statement that returns nothing, { changes } on better-sqlite3.
-      const result = await db.raw(sql, params as Knex.RawBinding[]) as T[] | { rows?: T[] };
-      return (Array.isArray(result) ? result : result.rows ?? [])[0];
+      return fast ? fast.get<T>(sql, params) : (await rawRows<T>(sql, params))[0];
+    },
+    /** Every row the statement returns. */
+    async all<T>(sql: string, params: SqlValue[]): Promise<T[]> {
+      return fast ? fast.all<T>(sql, params) : rawRows<T>(sql, params);
     },
     async write(sql: string, params: SqlValue[]): Promise<void> {
       if (fast) await fast.write(sql, params);

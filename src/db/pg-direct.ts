@@ -94,6 +94,7 @@ function createDirectPg(db: Db): FastPath {
   }
   return {
     get: async <T>(sql: string, params: SqlValue[]) => (await run<T>(sql, params))[0],
+    all: run,
     write: async (sql: string, params: SqlValue[]) => { await run(sql, params); },
   };
 }

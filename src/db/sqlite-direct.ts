@@ -63,5 +63,8 @@ function createDirectSqlite(db: Db): FastPath {
     get<T>(sql: string, params: SqlValue[]) {
       return withConnection((conn) => conn.prepare(sql).get(...params) as T | undefined);
     },
+    all<T>(sql: string, params: SqlValue[]) {
+      return withConnection((conn) => conn.prepare(sql).all(...params) as T[]);
+    },
   };
 }

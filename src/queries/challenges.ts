@@ -14,8 +14,12 @@ export function createChallengeQueries(db: Knex) {
   const table = () => db('webauthn_challenges');
   const run = statements(db);
   return {
+    /** Stores the challenge of this browser and purpose, replacing the one it had (one per browser). */
     async insert(row: ChallengeRow): Promise<void> {
-      await table().insert(row).onConflict('id').merge();
+      await run.write(`insert into webauthn_challenges (id, purpose, challenge, user_id, interaction_uid, expires_at)
+        values (?, ?, ?, ?, ?, ?) on conflict (id) do update set purpose = excluded.purpose, challenge = excluded.challenge,
+        user_id = excluded.user_id, interaction_uid = excluded.interaction_uid, expires_at = excluded.expires_at`,
+      [row.id, row.purpose, row.challenge, row.user_id, row.interaction_uid, row.expires_at]);
     },
     /**
      * Deletes the challenge and returns it, in one statement: only the request whose delete removed the

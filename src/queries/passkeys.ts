@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { statements } from '../db/fast.js';
 
 export interface PasskeyRow {
   id: string;
@@ -30,19 +31,29 @@ const toPasskey = (r: Record<string, unknown>): PasskeyRow => ({
   last_used_at: r.last_used_at == null ? null : Number(r.last_used_at),
 });
 
+// The statements of a passkey sign-in (options, then verification), written out for the fast paths
+// (src/db/fast.ts); the rest goes through knex.
+const SQL = {
+  findById: 'select * from webauthn_credentials where id = ?',
+  listForUser: 'select * from webauthn_credentials where user_id = ? order by created_at',
+  // Booleans as 1/0: better-sqlite3 binds no booleans, and PostgreSQL reads '1'/'0' as a boolean.
+  recordUse: `update webauthn_credentials set counter = ?, backed_up = ?, last_used_at = ?
+    where id = ? and (counter < ? or (? = 0 and counter = 0)) returning id`,
+};
+
 export function createPasskeyQueries(db: Knex | Knex.Transaction) {
   const table = () => db('webauthn_credentials');
+  const run = statements(db);
   return {
     async insert(row: PasskeyRow): Promise<void> {
       await table().insert({ ...row, transports: JSON.stringify(row.transports) });
     },
     async findById(id: string): Promise<PasskeyRow | undefined> {
-      const row = await table().where({ id }).first();
+      const row = await run.get<Record<string, unknown>>(SQL.findById, [id]);
       return row ? toPasskey(row) : undefined;
     },
     async listForUser(userId: string): Promise<PasskeyRow[]> {
-      const rows: Record<string, unknown>[] = await table().where({ user_id: userId }).orderBy('created_at');
-      return rows.map(toPasskey);
+      return (await run.all<Record<string, unknown>>(SQL.listForUser, [userId])).map(toPasskey);
     },
     async countForUser(userId: string): Promise<number> {
       const row = await table().where({ user_id: userId }).count<{ n: number | string }[]>({ n: '*' }).first();
@@ -54,11 +65,8 @@ export function createPasskeyQueries(db: Knex | Knex.Transaction) {
      * Authenticators that always report 0 (many synced passkeys) keep 0.
      */
     async recordUse(id: string, newCounter: number, backedUp: boolean, at: number): Promise<boolean> {
-      const updated = await table()
-        .where({ id })
-        .andWhere((q) => (newCounter === 0 ? q.where('counter', 0) : q.where('counter', '<', newCounter)))
-        .update({ counter: newCounter, backed_up: backedUp, last_used_at: at });
-      return updated === 1;
+      const params = [newCounter, backedUp ? 1 : 0, at, id, newCounter, newCounter];
+      return (await run.get(SQL.recordUse, params)) !== undefined;
     },
     async rename(userId: string, id: string, name: string): Promise<boolean> {
       return (await table().where({ id, user_id: userId }).update({ name })) === 1;
