@@ -1,24 +1,25 @@
 /**
  * Collects the calls made in one turn of the event loop and hands them over together, so that a burst of
- * writes costs one round trip and one commit instead of one each. Every caller's promise settles after
- * its own item is stored (or has failed): when the batch fails as a whole, the items are tried one by
- * one, in order, so a bad item fails only its own caller.
+ * statements costs one round trip (and, for writes, one commit) instead of one each. Every caller's
+ * promise settles with its own item's result (or error): when the batch fails as a whole, the items are
+ * tried one by one, in order, so a bad item fails only its own caller.
  */
-export function createBatcher<T>(handlers: {
-  all(items: T[]): Promise<void>;
-  one(item: T): Promise<void>;
+export function createBatcher<T, R = void>(handlers: {
+  /** The results of `items`, in their order (nothing for a batcher of writes). */
+  all(items: T[]): Promise<[R] extends [void] ? void : R[]>;
+  one(item: T): Promise<R>;
   /** Whether, after the batch failed with `error`, the items are worth trying alone (default: yes). */
   retryAlone?(error: unknown): boolean;
-}): (item: T) => Promise<void> {
-  let queue: Array<{ item: T; resolve(): void; reject(error: unknown): void }> = [];
+}): (item: T) => Promise<R> {
+  let queue: Array<{ item: T; resolve(result: R): void; reject(error: unknown): void }> = [];
 
   async function flush(): Promise<void> {
     const batch = queue;
     queue = [];
     if (batch.length > 1) {
       try {
-        await handlers.all(batch.map((b) => b.item));
-        for (const b of batch) b.resolve();
+        const results = await handlers.all(batch.map((b) => b.item)) as R[] | undefined;
+        batch.forEach((b, i) => b.resolve(results?.[i] as R));
         return;
       } catch (error) {
         if (handlers.retryAlone && !handlers.retryAlone(error)) {
@@ -30,15 +31,14 @@ export function createBatcher<T>(handlers: {
     }
     for (const b of batch) {
       try {
-        await handlers.one(b.item);
-        b.resolve();
+        b.resolve(await handlers.one(b.item));
       } catch (error) {
         b.reject(error);
       }
     }
   }
 
-  return (item) => new Promise<void>((resolve, reject) => {
+  return (item) => new Promise<R>((resolve, reject) => {
     queue.push({ item, resolve, reject });
     // setImmediate runs after this turn's I/O callbacks: every request that arrived with this one adds its
     // item first.

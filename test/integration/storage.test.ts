@@ -8,7 +8,7 @@ import { createAdapterFactory, deleteExpiredPayloads } from '../../src/oidc/adap
 import { createFindAccount } from '../../src/oidc/account.js';
 import { createReadAhead } from '../../src/oidc/read-ahead.js';
 import { loadOrCreateKeys } from '../../src/oidc/keys.js';
-import { createOidcPayloadQueries, type PayloadRow } from '../../src/queries/oidc-payloads.js';
+import { createOidcPayloadQueries, findManySql, type PayloadRow } from '../../src/queries/oidc-payloads.js';
 import type { Clock } from '../../src/clock.js';
 import { createEnrollmentQueries } from '../../src/queries/enrollment.js';
 import { createPasskeyQueries, type PasskeyRow } from '../../src/queries/passkeys.js';
@@ -201,6 +201,58 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       expect(await tokens.find('at-nobody-ra')).toEqual({ accountId: 'no-such-user' });
       expect(await findAccount({} as never, 'no-such-user')).toBeUndefined();
       await users.delete('ra-user');
+    });
+
+    // Concurrent token requests: on PostgreSQL their lookups of one turn go as one statement.
+    it('answers each of many token lookups sent together with its own row, grant and user', async () => {
+      const queries = createOidcPayloadQueries(env.db);
+      const users = createUserQueries(env.db);
+      await users.insert({
+        id: 'many-user', username: 'many-user', email: 'many@example.com', name: 'Many', email_verified: false,
+        password_hash: 'not-returned', disabled: false, created_at: 5, updated_at: 6,
+      });
+      const put = (kind: string, id: string, extra: Partial<PayloadRow>) => queries.upsert({
+        kind, id, payload: JSON.stringify({ id }), grant_id: null, account_id: null, user_code: null, uid: null,
+        expires_at: 2000, consumed_at: null, ...extra,
+      });
+      await Promise.all([
+        put('Grant', 'many-grant', { account_id: 'many-user' }),
+        put('Grant', 'many-old-grant', { expires_at: 900 }),
+        put('RefreshToken', 'many-rt', { grant_id: 'many-grant', account_id: 'many-user' }),
+        put('AccessToken', 'many-at', { grant_id: 'many-grant', account_id: 'many-user', consumed_at: 950 }),
+        put('AccessToken', 'many-bare', {}),
+        put('AccessToken', 'many-expired', { expires_at: 999 }),
+        put('RefreshToken', 'many-old', { grant_id: 'many-old-grant', account_id: 'nobody' }),
+      ]);
+      const lookups: Array<[string, string]> = [
+        ['RefreshToken', 'many-rt'], ['AccessToken', 'many-at'], ['AccessToken', 'many-bare'], ['AccessToken', 'many-expired'],
+        ['AccessToken', 'many-missing'], ['RefreshToken', 'many-old'], ['RefreshToken', 'many-rt'], ['AccessToken', 'many-rt'],
+      ];
+      const found = await Promise.all(lookups.map(([k, id]) => queries.findLiveWithGrantAndUser(k, id, 1000)));
+      const user = { id: 'many-user', username: 'many-user', email: 'many@example.com', name: 'Many', email_verified: false, disabled: false, created_at: 5, updated_at: 6 };
+      const grant = { id: 'many-grant', row: { payload: '{"id":"many-grant"}', consumed_at: null } };
+      expect(found).toEqual([
+        { row: { payload: '{"id":"many-rt"}', consumed_at: null }, grant, user },
+        { row: { payload: '{"id":"many-at"}', consumed_at: 950 }, grant, user },
+        { row: { payload: '{"id":"many-bare"}', consumed_at: null }, grant: undefined, user: undefined },
+        undefined,
+        undefined,
+        // Its grant expired, its user does not exist: the token alone.
+        { row: { payload: '{"id":"many-old"}', consumed_at: null }, grant: undefined, user: undefined },
+        { row: { payload: '{"id":"many-rt"}', consumed_at: null }, grant, user },
+        undefined,
+      ]);
+
+      // A lookup the database refuses (PostgreSQL takes no NUL in text) fails its own caller only.
+      const mixed = await Promise.allSettled([
+        queries.findLiveWithGrantAndUser('RefreshToken', 'many-rt', 1000),
+        queries.findLiveWithGrantAndUser('RefreshToken', 'bad\u0000id', 1000),
+        queries.findLiveWithGrantAndUser('AccessToken', 'many-bare', 1000),
+      ]);
+      expect(mixed[0]).toEqual({ status: 'fulfilled', value: { row: { payload: '{"id":"many-rt"}', consumed_at: null }, grant, user } });
+      expect(mixed[1]).toEqual(kind === 'postgres' ? expect.objectContaining({ status: 'rejected' }) : { status: 'fulfilled', value: undefined });
+      expect(mixed[2]).toMatchObject({ status: 'fulfilled', value: { row: { payload: '{"id":"many-bare"}' } } });
+      await users.delete('many-user');
     });
 
     // During a rolling upgrade the database may already hold a newer version's migrations.
@@ -430,5 +482,31 @@ describe('a token request on SQLite', () => {
     expect(seen.filter((sql) => sql.includes('left join oidc_payloads g'))).toHaveLength(1);
     expect(seen.filter((sql) => /from oidc_payloads where kind = \? and id = \?/.test(sql))).toEqual([]);
     expect(seen.filter((sql) => sql.startsWith('select * from users'))).toEqual([]);
+  });
+});
+
+// PostgreSQL keeps a prepared statement's generic plan per connection. One planned while the table was
+// nearly empty (a fresh deployment) must still probe the index for each token as the table grows, not
+// scan it: a plain join of the keys was planned as a hash join over a sequential scan.
+const pgOnly = databaseKinds().includes('postgres') ? describe : describe.skip;
+pgOnly('the batched token lookup on postgres', () => {
+  let env: Awaited<ReturnType<typeof migratedDb>>;
+  beforeAll(async () => { env = await migratedDb('postgres'); });
+  afterAll(async () => { await env?.close(); });
+
+  it('is planned as index probes on an empty table', async () => {
+    let n = 0;
+    const text = findManySql(3).replace(/\?/g, () => `$${++n}`);
+    const plan = await env.db.transaction(async (trx) => {
+      await trx.raw('set local plan_cache_mode = force_generic_plan');
+      await trx.raw(`prepare lookups as ${text}`);
+      const params = [0, 'RefreshToken', 'a', 1, 1, 'AccessToken', 'b', 1, 2, 'AccessToken', 'c', 1];
+      const explained = await trx.raw<{ rows: Array<{ 'QUERY PLAN': string }> }>(`explain execute lookups(${params.map((p) => (typeof p === 'string' ? `'${p}'` : p)).join(', ')})`);
+      await trx.raw('deallocate lookups');
+      return explained.rows.map((r) => r['QUERY PLAN']).join('\n');
+    });
+    expect(plan).not.toMatch(/Seq Scan|Hash Join|Hash Left Join/);
+    expect(plan.match(/Index (Only )?Scan using oidc_payloads_pkey/g)).toHaveLength(2);
+    expect(plan).toMatch(/Index (Only )?Scan using users_pkey/);
   });
 });
