@@ -249,19 +249,29 @@ async function main() {
       const reg = await passkeys.registrationOptions('bench-reg', keyUser);
       await passkeys.verifyRegistration('bench-reg', keyUser.id, authenticator.create(reg));
       // Timed: the verification (challenge consumed, signature and counter checked, counter stored); the
-      // options request that precedes each one is setup.
+      // options request that precedes each one is setup. Per core is per second of CPU this process spent
+      // verifying (every thread: the signature check runs in libuv's pool), one verification at a time;
+      // the wall-clock rate is printed beside it: on PostgreSQL it also waits for two round trips, during
+      // which the core is free for other requests.
       const until = Date.now() + SECONDS * 1000;
       let verified = 0;
       let verifyNs = 0n;
+      let cpuMicros = 0;
       while (Date.now() < until) {
         const options = await passkeys.authenticationOptions('bench-auth', keyUser);
         const assertion = authenticator.get(options);
+        const cpu = process.cpuUsage();
         const started = process.hrtime.bigint();
         await passkeys.verifyAuthentication('bench-auth', assertion);
         verifyNs += process.hrtime.bigint() - started;
+        const spent = process.cpuUsage(cpu);
+        cpuMicros += spent.user + spent.system;
         verified += 1;
       }
-      rows.push({ scenario: 'passkey assertion verification', ours: fmt(verified / (Number(verifyNs) / 1e9), ' /s per core'), note: 'target ≥ 500' });
+      rows.push({
+        scenario: 'passkey assertion verification', ours: fmt(verified / (cpuMicros / 1e6), ' /s per core'),
+        reference: `${fmt(verified / (Number(verifyNs) / 1e9), ' /s wall clock')}`, note: 'target ≥ 500',
+      });
     }
 
     // 6: token endpoint p99 while 16 password sign-ins run.

@@ -87,6 +87,8 @@ export const configSchema = z.strictObject({
   data_dir: z.string().default('./data').describe('Where the embedded SQLite database lives; env IDP_DATA_DIR wins.'),
   prepared_statements: z.boolean().default(true)
     .describe('PostgreSQL: prepare each statement once per connection. Turn off behind a pooler in transaction mode that cannot keep them (PgBouncer before 1.21, or without max_prepared_statements).'),
+  sqlite_synchronous: z.enum(['full', 'normal'], { error: 'expected full or normal' }).default('full')
+    .describe('SQLite: full syncs the WAL to disk at every commit, so every answered change survives a power loss, as with PostgreSQL; normal syncs it at checkpoints only: faster, and a power loss or OS crash (not a crash of the process) may undo the last changes, consumed codes and revocations included.'),
   password: z.strictObject({
     bcrypt_cost: z.int({ error: 'expected a whole number' }).min(4).max(15).default(12)
       .describe('bcrypt work factor for new password hashes.'),

@@ -15,6 +15,8 @@ export interface DbTarget {
   data_dir: string;
   /** PostgreSQL: name statements so each connection prepares them once (default true; see pg-direct.ts). */
   prepared_statements?: boolean;
+  /** SQLite: sync the WAL at every commit ('full', the default) or at checkpoints only ('normal'). */
+  sqlite_synchronous?: 'full' | 'normal';
 }
 
 export function isPostgres(url: string | undefined): url is string {
@@ -57,6 +59,12 @@ export function connect(target: DbTarget): Db {
       afterCreate(conn: Database, done: (err: Error | null, conn: unknown) => void) {
         // WAL lets several processes (server + CLI) share the file; foreign keys are off by default in SQLite.
         conn.pragma('journal_mode = WAL');
+        // By default a commit is on disk before it is answered, as on PostgreSQL (synchronous_commit = on):
+        // a consumed code, a used recovery code, a revocation or a throttle count survives a power loss
+        // too. Always set: better-sqlite3 is built with SQLITE_DEFAULT_WAL_SYNCHRONOUS=1, which SQLite
+        // applies once it reads a file in WAL mode, so unset it ran at NORMAL (the WAL synced at
+        // checkpoints only; https://www.sqlite.org/pragma.html#pragma_synchronous).
+        conn.pragma(`synchronous = ${target.sqlite_synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
         conn.pragma('foreign_keys = ON');
         conn.pragma('busy_timeout = 5000');
         cachePreparedStatements(conn);

@@ -1,9 +1,10 @@
 /**
  * The hot path of the embedded SQLite store, for the queries layer.
  *
- * oidc-provider writes one row for every token it issues. On SQLite each commit is a WAL append plus a
- * round of lock calls on the -shm file; on a virtual machine, where system calls are dear, one commit
- * cost ≈80 µs, and knex's query builder, pool and runner about as much again: most of a token request.
+ * oidc-provider writes one row for every token it issues. On SQLite each commit is a WAL append, a round
+ * of lock calls on the -shm file and a sync of the WAL to disk (synchronous = FULL, connect.ts), all on
+ * this thread; on the 2-core VM of the benchmark a one-row commit cost ≈70 µs without the sync and
+ * ≈290 µs with it (2026-11-30), and knex's query builder, pool and runner add about 80 µs more.
  *
  * - Writes that arrive in the same turn of the event loop are committed together, in one transaction
  *   (group commit, through createBatcher). A caller's promise settles only after that commit, so nothing

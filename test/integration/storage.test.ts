@@ -1,6 +1,6 @@
 /** Storage shared by instances: the oidc-provider adapter, the keystore, and a sign-in that hops instances. */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { idleSqliteConnection } from '../../src/db/connect.js';
+import { connect, idleSqliteConnection } from '../../src/db/connect.js';
 import { statements } from '../../src/db/fast.js';
 import { migrate, pendingMigrations } from '../../src/db/migrate.js';
 import { migratedDb, createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
@@ -414,6 +414,45 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       const done = await browser.submit(login, '/login', { login: 'dave', password: 'dave-password-1' });
       expect(callbackOf(done).searchParams.get('code')).toEqual(expect.any(String));
     });
+  });
+});
+
+describe('the SQLite file', () => {
+  const settingsAfterMigrating = async (target: TestDatabase['target']) => {
+    const db = connect(target);
+    try {
+      await migrate(db);
+      const conn = await db.client.acquireConnection() as { pragma(sql: string, options: { simple: true }): unknown };
+      try {
+        return { journal: conn.pragma('journal_mode', { simple: true }), synchronous: conn.pragma('synchronous', { simple: true }) };
+      } finally {
+        await db.client.releaseConnection(conn);
+      }
+    } finally {
+      await db.destroy();
+    }
+  };
+
+  // better-sqlite3's build makes SQLite switch a connection to synchronous = NORMAL once it reads the file
+  // in WAL mode: unless we set it, durability is not what we chose.
+  it('syncs every commit by default, on the start that created the file and on the next', async () => {
+    const database = await createTestDatabase('sqlite');
+    try {
+      expect([await settingsAfterMigrating(database.target), await settingsAfterMigrating(database.target)])
+        .toEqual([{ journal: 'wal', synchronous: 2 }, { journal: 'wal', synchronous: 2 }]);
+    } finally {
+      await database.dispose();
+    }
+  });
+
+  it('syncs at checkpoints only when the operator chose sqlite_synchronous: normal', async () => {
+    const database = await createTestDatabase('sqlite');
+    try {
+      expect(await settingsAfterMigrating({ ...database.target, sqlite_synchronous: 'normal' }))
+        .toEqual({ journal: 'wal', synchronous: 1 });
+    } finally {
+      await database.dispose();
+    }
   });
 });
 
