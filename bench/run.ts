@@ -32,6 +32,8 @@ const SHORT = process.argv.includes('--short');
 const argAfter = (flag: string) => { const i = process.argv.indexOf(flag); return i > 0 ? process.argv[i + 1] : undefined; };
 // `--only token` runs just the scenarios whose name contains "token".
 const ONLY = argAfter('--only')?.toLowerCase();
+// `--sqlite-synchronous normal` measures SQLite as an operator who chose speed over power-loss durability.
+const SQLITE_SYNCHRONOUS = argAfter('--sqlite-synchronous') ?? 'full';
 const wanted = (scenario: string) => !ONLY || scenario.toLowerCase().includes(ONLY);
 const SECONDS = SHORT ? 1 : 8;
 const CORES = availableParallelism();
@@ -118,7 +120,7 @@ async function main() {
     servers.push(ourServer.server);
     let handler: (req: never, res: never) => void = () => undefined;
     const writeConfig = (cost: number) => writeFileSync(configFile, YAML.stringify({
-      password: { bcrypt_cost: cost }, clients: [CLIENT],
+      password: { bcrypt_cost: cost }, clients: [CLIENT], sqlite_synchronous: SQLITE_SYNCHRONOUS,
       throttle: { backoff_after: 1_000_000, lock_after: 99, ip_max_failures: 1_000_000_000 },
     }));
     writeConfig(12);
@@ -296,7 +298,8 @@ async function main() {
     await pg?.drop();
   }
 
-  const machine = `${cpus()[0]?.model ?? 'unknown CPU'} × ${CORES}, Node ${process.version}, ${process.env.DATABASE_URL ? 'PostgreSQL' : 'SQLite'}${SHORT ? ', short run' : ''}`;
+  const store = process.env.DATABASE_URL ? 'PostgreSQL' : `SQLite (synchronous ${SQLITE_SYNCHRONOUS})`;
+  const machine = `${cpus()[0]?.model ?? 'unknown CPU'} × ${CORES}, Node ${process.version}, ${store}${SHORT ? ', short run' : ''}`;
   const widths = [38, 22, 24, 8];
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 10)).join(' | ');
   process.stdout.write(`\n${machine}\n${line(['scenario', 'wrnexus-sso', 'reference', 'ratio'])}\n`);
