@@ -36,9 +36,11 @@ const toPasskey = (r: Record<string, unknown>): PasskeyRow => ({
 const SQL = {
   findById: 'select * from webauthn_credentials where id = ?',
   listForUser: 'select * from webauthn_credentials where user_id = ? order by created_at',
-  // Booleans as 1/0: better-sqlite3 binds no booleans, and PostgreSQL reads '1'/'0' as a boolean.
+  // Booleans as 1/0: better-sqlite3 binds no booleans, and PostgreSQL reads '1'/'0' as a boolean. The last
+  // parameter says whether the new counter is 0: compared with a literal, PostgreSQL would type it
+  // integer, and a counter is up to 2^32 - 1 (WebAuthn §6.1: 32 bits, unsigned).
   recordUse: `update webauthn_credentials set counter = ?, backed_up = ?, last_used_at = ?
-    where id = ? and (counter < ? or (? = 0 and counter = 0)) returning id`,
+    where id = ? and (counter < ? or (? = 1 and counter = 0)) returning id`,
 };
 
 export function createPasskeyQueries(db: Knex | Knex.Transaction) {
@@ -65,7 +67,7 @@ export function createPasskeyQueries(db: Knex | Knex.Transaction) {
      * Authenticators that always report 0 (many synced passkeys) keep 0.
      */
     async recordUse(id: string, newCounter: number, backedUp: boolean, at: number): Promise<boolean> {
-      const params = [newCounter, backedUp ? 1 : 0, at, id, newCounter, newCounter];
+      const params = [newCounter, backedUp ? 1 : 0, at, id, newCounter, newCounter === 0 ? 1 : 0];
       return (await run.get(SQL.recordUse, params)) !== undefined;
     },
     async rename(userId: string, id: string, name: string): Promise<boolean> {

@@ -385,6 +385,38 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
     });
   });
 
+  describe('passkey signature counters', () => {
+    let env: Awaited<ReturnType<typeof migratedDb>>;
+    beforeAll(async () => { env = await migratedDb(kind); });
+    afterAll(async () => { await env?.close(); });
+
+    // WebAuthn §6.1: the counter is 32 bits, unsigned; PostgreSQL must not compare it as an integer.
+    it('moves a counter forward only, up to 2^32 - 1, and keeps an always-zero counter at zero', async () => {
+      await createUserQueries(env.db).insert({
+        id: 'u-counter', username: 'u-counter', email: 'u-counter@example.com', name: null, email_verified: false,
+        password_hash: null, disabled: false, created_at: 1, updated_at: 1,
+      });
+      const passkeys = createPasskeyQueries(env.db);
+      const passkey = (id: string): PasskeyRow => ({
+        id, user_id: 'u-counter', public_key: 'pk', counter: 0, transports: [], aaguid: '00000000-0000-0000-0000-000000000000',
+        backup_eligible: false, backed_up: false, user_verified: true, name: id, created_at: 1, last_used_at: null,
+      });
+      await passkeys.insert(passkey('pk-counting'));
+      await passkeys.insert(passkey('pk-zero'));
+      expect([
+        await passkeys.recordUse('pk-counting', 3_000_000_000, false, 10),
+        await passkeys.recordUse('pk-counting', 3_000_000_000, false, 11),
+        await passkeys.recordUse('pk-counting', 2_999_999_999, false, 12),
+        await passkeys.recordUse('pk-counting', 4_294_967_295, true, 13),
+        await passkeys.recordUse('pk-counting', 0, false, 14),
+        await passkeys.recordUse('pk-zero', 0, false, 15),
+        await passkeys.recordUse('pk-zero', 0, false, 16),
+      ]).toEqual([true, false, false, true, false, true, true]);
+      expect(await passkeys.findById('pk-counting')).toMatchObject({ counter: 4_294_967_295, backed_up: true, last_used_at: 13 });
+      expect(await passkeys.findById('pk-zero')).toMatchObject({ counter: 0, last_used_at: 16 });
+    });
+  });
+
   describe('two instances on one database', () => {
     let database: TestDatabase;
     let one: TestIdp;
