@@ -4,6 +4,7 @@ import * as secondFactors from './20261125010000_second_factors.js';
 import * as abuseResistance from './20261125020000_abuse_resistance.js';
 import * as partialPayloadIndexes from './20261125030000_partial_payload_indexes.js';
 import * as payloadAccount from './20261125040000_payload_account.js';
+import * as credentialIdLength from './20261130000000_credential_id_length.js';
 
 export interface Migration {
   up(db: Knex): Promise<void>;
@@ -17,4 +18,5 @@ export const migrations: Record<string, Migration> = {
   '20261125020000_abuse_resistance': abuseResistance,
   '20261125030000_partial_payload_indexes': partialPayloadIndexes,
   '20261125040000_payload_account': payloadAccount,
+  '20261130000000_credential_id_length': credentialIdLength,
 };

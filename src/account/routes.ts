@@ -158,6 +158,13 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     ctx.redirect('/account');
   });
 
+  // A credential id is base64url of at most 1023 bytes (WebAuthn L3 §7.1, registration step "credentialId
+  // ≤ 1023 bytes"): anything else names no passkey. A NUL would not even reach PostgreSQL (SQLSTATE 22021).
+  router.param('id', (id, ctx, next) => {
+    assertThat(/^[A-Za-z0-9_-]{1,1364}$/.test(id), new AppError('not_found', 'No such passkey.', { status: 404 }));
+    return next();
+  });
+
   router.post('/account/passkeys/:id/rename', async (ctx) => {
     const ok = await requireRecent(ctx);
     if (!ok) return;

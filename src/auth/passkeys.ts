@@ -25,6 +25,15 @@ import type { UserRow } from '../queries/users.js';
 
 export const CHALLENGE_TTL_SECONDS = 300;
 
+/** WebAuthn L3 §7.1: the longest credential id a relying party should accept. */
+export const MAX_CREDENTIAL_ID_BYTES = 1023;
+// AuthenticatorTransport (WebAuthn L3 §5.8.4). The browser reports them; we keep them only as hints for
+// allowCredentials, so anything else (or anything that is not a short list of strings) is dropped.
+const TRANSPORTS = new Set<string>(['ble', 'cable', 'hybrid', 'internal', 'nfc', 'smart-card', 'usb']);
+const knownTransports = (reported: unknown): string[] => (Array.isArray(reported)
+  ? [...new Set(reported.filter((t): t is string => typeof t === 'string' && TRANSPORTS.has(t)))]
+  : []);
+
 /** Authenticator names for well-known AAGUIDs (FIDO MDS / passkey-authenticator-aaguids). */
 const AAGUID_NAMES: Record<string, string> = {
   'fbfc3007-154e-4ecc-8c0b-6e020557d7bd': 'iCloud Keychain',
@@ -182,6 +191,9 @@ export function createPasskeyService(deps: {
       }
       if (!verification.verified || !verification.registrationInfo) throw refused('registration not verified');
       const info = verification.registrationInfo;
+      // WebAuthn L3 §7.1 (registering a new credential): credential ids over 1023 bytes SHOULD fail.
+      const idBytes = Buffer.from(info.credential.id, 'base64url').length;
+      if (idBytes > MAX_CREDENTIAL_ID_BYTES) throw refused('credential id longer than 1023 bytes', { bytes: idBytes });
       if (await passkeys.findById(info.credential.id)) throw refused('credential already registered');
       const label = (name ?? '').trim().slice(0, 100) || authenticatorName(info.aaguid) || 'Passkey';
       const row: PasskeyRow = {
@@ -189,7 +201,7 @@ export function createPasskeyService(deps: {
         user_id: userId,
         public_key: Buffer.from(info.credential.publicKey).toString('base64url'),
         counter: info.credential.counter,
-        transports: info.credential.transports ?? response.response.transports ?? [],
+        transports: knownTransports(info.credential.transports ?? response.response.transports),
         aaguid: info.aaguid,
         backup_eligible: info.credentialDeviceType === 'multiDevice',
         backed_up: info.credentialBackedUp,

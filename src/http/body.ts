@@ -36,6 +36,29 @@ export async function readForm(ctx: Context): Promise<Record<string, string>> {
   return out;
 }
 
+// Our JSON bodies (WebAuthn responses) nest four levels deep; a deeper one is refused before it is parsed,
+// so no code that walks a value (JSON.stringify, a validator) can run out of stack on it.
+const MAX_DEPTH = 32;
+function nestedTooDeep(raw: string): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < raw.length; i += 1) {
+    const c = raw.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i += 1; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x5b || c === 0x7b) {
+      depth += 1;
+      if (depth > MAX_DEPTH) return true;
+    } else if (c === 0x5d || c === 0x7d) {
+      depth -= 1;
+    }
+  }
+  return false;
+}
+
 /** A JSON object body (not null, an array or a scalar). */
 export async function readJson(ctx: Context): Promise<Record<string, unknown>> {
   if (!ctx.is('application/json')) {
@@ -43,6 +66,7 @@ export async function readJson(ctx: Context): Promise<Record<string, unknown>> {
   }
   const raw = await readRaw(ctx);
   if (JSON_NUL.test(raw)) throw new AppError('invalid_request', 'the body contains characters that are not allowed');
+  if (nestedTooDeep(raw)) throw new AppError('invalid_request', 'the body is nested too deeply');
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw || '{}');

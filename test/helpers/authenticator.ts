@@ -5,7 +5,8 @@
 import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { isoCBOR } from '@simplewebauthn/server/helpers';
 import type {
-  AuthenticationResponseJSON, PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON, RegistrationResponseJSON,
+  AuthenticationResponseJSON, AuthenticatorTransport, PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 
 const FLAG = { UP: 0x01, UV: 0x04, BE: 0x08, BS: 0x10, AT: 0x40 };
@@ -35,6 +36,10 @@ export interface Forgery {
   credential?: StoredCredential;
   /** Sign over a different challenge. */
   challenge?: string;
+  /** Length of a new credential's id, in bytes (32 otherwise). */
+  idBytes?: number;
+  /** What the browser reports as the new credential's transports. */
+  transports?: unknown;
 }
 
 export class SoftAuthenticator {
@@ -60,7 +65,7 @@ export class SoftAuthenticator {
     const cose = isoCBOR.encode(new Map<number, number | Uint8Array>([
       [1, 2], [3, -7], [-1, 1], [-2, Buffer.from(jwk.x!, 'base64url')], [-3, Buffer.from(jwk.y!, 'base64url')],
     ]));
-    const id = randomBytes(32);
+    const id = randomBytes(forged.idBytes ?? 32);
     const rpId = options.rp.id!;
     const counter = forged.counter ?? 0;
     const authData = Buffer.concat([
@@ -83,7 +88,7 @@ export class SoftAuthenticator {
       response: {
         clientDataJSON: b64url(this.clientData('webauthn.create', options.challenge, forged)),
         attestationObject: b64url(attestationObject),
-        transports: ['internal'],
+        transports: (forged.transports ?? ['internal']) as AuthenticatorTransport[],
       },
       clientExtensionResults: {},
       authenticatorAttachment: 'platform',

@@ -91,7 +91,7 @@ export class Browser {
     return { status: page.status, body: JSON.parse(page.body || 'null') as T, headers: page.headers };
   }
 
-  async request(url: string, init: { method?: string; form?: Record<string, string>; json?: unknown; headers?: Record<string, string> } = {}): Promise<Page> {
+  async request(url: string, init: { method?: string; form?: Record<string, string>; json?: unknown; body?: string; headers?: Record<string, string> } = {}): Promise<Page> {
     const target = new URL(url, this.origin);
     const headers: Record<string, string> = { accept: 'text/html', ...this.headers, ...init.headers };
     const cookie = this.cookieHeader(target);
@@ -103,6 +103,8 @@ export class Browser {
     } else if (init.json !== undefined) {
       headers['content-type'] = 'application/json';
       body = JSON.stringify(init.json);
+    } else if (init.body !== undefined) {
+      body = init.body; // as is, with the caller's content-type
     }
     const res = await send(this.route(target), target.host, init.method ?? (init.form ? 'POST' : 'GET'), headers, body);
     this.store(target, res.headers);

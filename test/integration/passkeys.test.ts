@@ -239,6 +239,50 @@ describe.each(databaseKinds())('passkeys on %s', (kind) => {
     });
   });
 
+  // WebAuthn L3 §7.1: a credential id may be up to 1023 bytes (PostgreSQL refused ids over 768 bytes with a
+  // 500 before 2026-11-30); longer ones are refused. Transports are hints the browser reports: only known
+  // ones are kept (a deeply nested value once made the server fail while storing it).
+  it('enrolls a credential id of 1023 bytes, refuses one of 1024, and keeps only known transports', async () => {
+    await idp.users.add({ username: 'ravi', email: 'ravi@example.com', password: 'ravi-password-1' });
+    const auth = await startAuthorization(await relyingParty(idp.issuer, 'strict-app'));
+    const browser = new Browser(idp.issuer);
+    expect((await signIn(browser, auth.url, 'ravi', 'ravi-password-1')).body).toContain('Add a passkey');
+    const authenticator = new SoftAuthenticator(idp.issuer);
+    const create = async (forged: Parameters<SoftAuthenticator['create']>[1]) => authenticator.create(
+      (await browser.api<PublicKeyCredentialCreationOptionsJSON>('POST', '/api/mfa/passkeys/start', {})).body, forged);
+
+    const tooLong = await browser.api('POST', '/api/mfa/passkeys/finish', await create({ idBytes: 1024 }));
+    expect(tooLong.status).toBe(400);
+    expect(tooLong.body).toMatchObject({ error: 'passkey_failed' });
+
+    const finish = await browser.api<{ id: string }>('POST', '/api/mfa/passkeys/finish',
+      await create({ idBytes: 1023, transports: ['usb', 'usb', 'nfc', 'carrier-pigeon', 7, ['hybrid'], { internal: true }] }));
+    expect(finish.status).toBe(200);
+    expect(Buffer.from(finish.body.id, 'base64url')).toHaveLength(1023);
+    const stored = await idp.app.services.passkeyQueries.listForUser((await idp.users.find('ravi')).id);
+    expect(stored.map((p) => [p.id, p.transports])).toEqual([[finish.body.id, ['usb', 'nfc']]]);
+  });
+
+  it('answers a passkey id that cannot be one (NUL, not base64url, too long) with 404 on the account page', async () => {
+    const browser = new Browser(idp.issuer);
+    for (const id of ['a%00b', 'a%20b', 'A'.repeat(1365)]) {
+      const rename = await browser.request(`/account/passkeys/${id}/rename`, { method: 'POST', form: { name: 'x' } });
+      const remove = await browser.request(`/account/passkeys/${id}/delete`, { method: 'POST', form: {} });
+      expect([id.slice(0, 8), rename.status, remove.status]).toEqual([id.slice(0, 8), 404, 404]);
+    }
+  });
+
+  it('refuses a JSON body nested deeper than any of ours, before parsing it', async () => {
+    const browser = new Browser(idp.issuer);
+    const deep = `{"id":"x","response":{"transports":${'['.repeat(20_000)}${']'.repeat(20_000)}}}`;
+    const answer = await browser.request('/api/mfa/passkeys/finish', {
+      method: 'POST', body: deep,
+      headers: { 'content-type': 'application/json', accept: 'application/json', origin: new URL(idp.issuer).origin, 'sec-fetch-site': 'same-origin' },
+    });
+    expect(answer.status).toBe(400);
+    expect(JSON.parse(answer.body)).toEqual({ error: 'invalid_request', error_description: 'the body is nested too deeply' });
+  });
+
   it('renders the passkey option first on the second-factor page', async () => {
     const auth = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
     const page: Page = await signIn(new Browser(idp.issuer), auth.url, 'pia', 'pia-password-1');
