@@ -15,6 +15,7 @@ import { createAccountRoutes } from './account/routes.js';
 import { createCookieJar } from './http/cookies.js';
 import { createCsrf } from './http/csrf.js';
 import { errorHandler } from './http/errors.js';
+import { canonicalHost } from './http/canonical-host.js';
 import { createClientIp } from './http/client-ip.js';
 import { securityHeaders } from './http/views.js';
 import { staticFiles } from './http/static.js';
@@ -84,6 +85,7 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
   const accounts = createAccountSessions({ provider, services, clock, config });
 
   provider.on('server_error', (_ctx, err) => log.error('oidc server error', { error: String(err?.stack ?? err) }));
+  provider.use(canonicalHost(config.issuer));
   if (metrics) {
     provider.use(metrics.middleware());
     provider.on('grant.success', (ctx) => metrics.tokens.inc({ grant_type: String(ctx.oidc.params?.grant_type ?? 'unknown') }));

@@ -9,10 +9,17 @@ async function readRaw(ctx: Context): Promise<string> {
   if (declared > LIMIT) throw new AppError('invalid_request', 'request body too large', { status: 413 });
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of ctx.req) {
-    size += (chunk as Buffer).length;
-    if (size > LIMIT) throw new AppError('invalid_request', 'request body too large', { status: 413 });
-    chunks.push(chunk as Buffer);
+  try {
+    for await (const chunk of ctx.req) {
+      size += (chunk as Buffer).length;
+      if (size > LIMIT) throw new AppError('invalid_request', 'request body too large', { status: 413 });
+      chunks.push(chunk as Buffer);
+    }
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    // The stream ended early: the client went away, or sent a broken chunked encoding (Node answers that
+    // 400 itself and closes). Either way the request was the client's, not ours, to fail.
+    throw new AppError('invalid_request', 'the request body was cut off', { status: 400, cause: err });
   }
   return Buffer.concat(chunks).toString('utf8');
 }

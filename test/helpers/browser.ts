@@ -25,6 +25,21 @@ Promise<{ status: number; headers: Headers; body: string }> {
   });
 }
 
+/** A GET with exactly these headers, Host included (which fetch and the Browser do not let one forge). */
+export function rawGet(base: string, pathAndQuery: string, headers: Record<string, string>): Promise<{ status: number; body: string; location?: string }> {
+  const target = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: target.hostname, port: target.port, path: pathAndQuery, method: 'GET', headers: { host: target.host, ...headers }, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, location: res.headers.location }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 interface Cookie { name: string; value: string; path: string }
 
 export interface Page {

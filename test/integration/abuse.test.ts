@@ -5,10 +5,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { generateSync } from 'otplib';
 import * as oidc from 'openid-client';
-import { Browser, findForm, type Page } from '../helpers/browser.js';
+import { Browser, findForm, rawGet, type Page } from '../helpers/browser.js';
 import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { REDIRECT_URI, startIdp, TEST_SECRET, type TestIdp } from '../helpers/idp.js';
 import { authorizeUrl, callbackOf, pkce, relyingParty, signIn, startAuthorization } from '../helpers/flows.js';
@@ -347,6 +348,37 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     expect(JSON.parse(answers.code.body)).toMatchObject({ error: 'invalid_grant' });
     expect(answers.userinfo.headers.get('www-authenticate')).toContain('error="invalid_token"');
     expect(JSON.parse(answers.introspection.body)).toEqual({ active: false });
+  });
+
+  // Malformed requests are the client's: they must not be logged (or counted) as our failures.
+  it('logs a broken chunked body as a 400 and an unknown method as a 501 at info level, not as errors', async () => {
+    const send = (raw: string) => new Promise<string>((resolve) => {
+      const socket = connect(Number(new URL(idp.url).port), '127.0.0.1');
+      let answer = '';
+      socket.on('data', (d) => { answer += d.toString('latin1'); });
+      socket.on('close', () => resolve(answer));
+      socket.on('error', () => resolve(answer));
+      socket.end(raw);
+    });
+    logLines.length = 0;
+    const host = new URL(idp.url).host;
+    const broken = await send(`POST /api/auth/mfa/verify/webauthn HTTP/1.1\r\nHost: ${host}\r\nOrigin: ${new URL(idp.issuer).origin}\r\n`
+      + 'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n{"a":\r\nzz\r\n');
+    const trace = await send(`TRACE /healthz HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    expect([broken.split('\r\n')[0], trace.split('\r\n')[0]]).toEqual(['HTTP/1.1 400 Bad Request', 'HTTP/1.1 501 Not Implemented']);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const entries = logLines.map((l) => JSON.parse(l) as { level: number; msg: string; route?: string; method?: string; status?: number });
+    const requests = entries.filter((e) => e.msg === 'request').map((e) => [e.method, e.status, e.level]);
+    expect(requests).toEqual(expect.arrayContaining([['POST', 400, 30], ['TRACE', 501, 30]]));
+    expect(entries.filter((e) => e.level >= 50)).toEqual([]);
+  });
+
+  it('answers an invalid Host with the issuer’s URLs instead of failing (RFC 9112 §3.2)', async () => {
+    for (const host of ['127.0.0.1:99999', '[::1', 'evil.example']) {
+      const answer = await rawGet(idp.url, '/.well-known/openid-configuration', { host });
+      expect([host, answer.status]).toEqual([host, 200]);
+      expect(JSON.parse(answer.body)).toMatchObject({ token_endpoint: `${idp.issuer}/token` });
+    }
   });
 
   it('redeems an authorization code sent eight times at once only once, and revokes what it gave', async () => {

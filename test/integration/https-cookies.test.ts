@@ -1,6 +1,6 @@
 /** Behind a TLS-terminating proxy (https issuer): cookie names, flags and HSTS. */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Browser } from '../helpers/browser.js';
+import { Browser, rawGet as fetchRaw } from '../helpers/browser.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/databases.js';
 import { startIdp, type TestIdp } from '../helpers/idp.js';
 import { authorizeUrl, callbackOf, pkce } from '../helpers/flows.js';
@@ -18,6 +18,23 @@ describe('https issuer', () => {
   afterAll(async () => {
     await idp?.close();
     await database?.dispose();
+  });
+
+  // Every URL the provider builds (discovery, redirects) uses the issuer, whatever the request's Host,
+  // X-Forwarded-Host or X-Forwarded-Proto say: a forged or broken one can neither poison a cached
+  // discovery document nor make the provider fail (RFC 9112 §3.2; it answered 500 for an invalid Host).
+  it('builds its URLs from the issuer, whatever Host and X-Forwarded-* say', async () => {
+    for (const headers of [
+      {}, { host: 'evil.example' }, { host: '127.0.0.1:99999' }, { host: '[::1' },
+      { 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'http' },
+    ] as Array<Record<string, string>>) {
+      const answer = await fetchRaw(idp.url, '/.well-known/openid-configuration', headers);
+      expect([headers, answer.status]).toEqual([headers, 200]);
+      expect(JSON.parse(answer.body)).toMatchObject({ issuer, token_endpoint: `${issuer}/token`, authorization_endpoint: `${issuer}/auth` });
+      const login = await fetchRaw(idp.url, new URL(authorizeUrl(issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' })).pathname
+        + new URL(authorizeUrl(issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' })).search, headers);
+      expect([headers, login.status, login.location?.startsWith(`${issuer}/interaction/`) || login.location?.startsWith('/interaction/')]).toEqual([headers, 303, true]);
+    }
   });
 
   it('uses __Host- and __Secure- cookies with Secure, HttpOnly and SameSite=Lax, and sends HSTS', async () => {
