@@ -20,8 +20,7 @@ export function requestLog(log: Logger) {
         request_id: requestId, method: ctx.method, route: String(route), status: ctx.status,
         ms: Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10, ip: ctx.ip,
       };
-      // 501 answers a method nobody implements (TRACE, PROPFIND: RFC 9110 §15.6.2): the client's doing.
-      if (ctx.status >= 500 && ctx.status !== 501) log.error('request', fields);
+      if (ctx.status >= 500) log.error('request', fields);
       else log.info('request', fields);
     }
   };

@@ -351,7 +351,7 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
   });
 
   // Malformed requests are the client's: they must not be logged (or counted) as our failures.
-  it('logs a broken chunked body as a 400 and an unknown method as a 501 at info level, not as errors', async () => {
+  it('answers a broken chunked body 400 and an unknown method 405, and logs neither as an error', async () => {
     const send = (raw: string) => new Promise<string>((resolve) => {
       const socket = connect(Number(new URL(idp.url).port), '127.0.0.1');
       let answer = '';
@@ -365,11 +365,13 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     const broken = await send(`POST /api/auth/mfa/verify/webauthn HTTP/1.1\r\nHost: ${host}\r\nOrigin: ${new URL(idp.issuer).origin}\r\n`
       + 'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n{"a":\r\nzz\r\n');
     const trace = await send(`TRACE /healthz HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
-    expect([broken.split('\r\n')[0], trace.split('\r\n')[0]]).toEqual(['HTTP/1.1 400 Bad Request', 'HTTP/1.1 501 Not Implemented']);
+    const propfind = await send(`PROPFIND /interaction/abc HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    expect([broken, trace, propfind].map((a) => a.split('\r\n')[0]))
+      .toEqual(['HTTP/1.1 400 Bad Request', 'HTTP/1.1 405 Method Not Allowed', 'HTTP/1.1 405 Method Not Allowed']);
     await new Promise((resolve) => setTimeout(resolve, 50));
     const entries = logLines.map((l) => JSON.parse(l) as { level: number; msg: string; route?: string; method?: string; status?: number });
     const requests = entries.filter((e) => e.msg === 'request').map((e) => [e.method, e.status, e.level]);
-    expect(requests).toEqual(expect.arrayContaining([['POST', 400, 30], ['TRACE', 501, 30]]));
+    expect(requests).toEqual(expect.arrayContaining([['POST', 400, 30], ['TRACE', 405, 30], ['PROPFIND', 405, 30]]));
     expect(entries.filter((e) => e.level >= 50)).toEqual([]);
   });
 
