@@ -116,12 +116,12 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
 
 /**
  * koa-router answers a method it does not know (TRACE, PROPFIND) with 501; for our pages and APIs that is
- * simply a method they do not allow, as the library's own endpoints answer it: 405 (RFC 9110 §15.5.6),
- * with whatever Allow header the router set.
+ * simply a method they do not allow, as the library's own endpoints answer it: 405 with the methods the
+ * path has (RFC 9110 §15.5.6), or 404 when no route has that path.
  */
 async function methodNotAllowed(ctx: Koa.ParameterizedContext, next: Koa.Next) {
   await next();
-  if (ctx.status === 501) ctx.status = 405;
+  if (ctx.status === 501) ctx.status = ctx.response.get('Allow') ? 405 : 404;
 }
 
 export interface ReloadingApp {

@@ -351,7 +351,7 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
   });
 
   // Malformed requests are the client's: they must not be logged (or counted) as our failures.
-  it('answers a broken chunked body 400 and an unknown method 405, and logs neither as an error', async () => {
+  it('answers a broken chunked body 400 and an unknown method 405 (404 where no route has the path), and logs neither as an error', async () => {
     const send = (raw: string) => new Promise<string>((resolve) => {
       const socket = connect(Number(new URL(idp.url).port), '127.0.0.1');
       let answer = '';
@@ -367,11 +367,12 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     const trace = await send(`TRACE /healthz HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
     const propfind = await send(`PROPFIND /interaction/abc HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
     expect([broken, trace, propfind].map((a) => a.split('\r\n')[0]))
-      .toEqual(['HTTP/1.1 400 Bad Request', 'HTTP/1.1 405 Method Not Allowed', 'HTTP/1.1 405 Method Not Allowed']);
+      .toEqual(['HTTP/1.1 400 Bad Request', 'HTTP/1.1 404 Not Found', 'HTTP/1.1 405 Method Not Allowed']);
+    expect(propfind).toMatch(/\r\nAllow: HEAD, GET\r\n/i);
     await new Promise((resolve) => setTimeout(resolve, 50));
     const entries = logLines.map((l) => JSON.parse(l) as { level: number; msg: string; route?: string; method?: string; status?: number });
     const requests = entries.filter((e) => e.msg === 'request').map((e) => [e.method, e.status, e.level]);
-    expect(requests).toEqual(expect.arrayContaining([['POST', 400, 30], ['TRACE', 405, 30], ['PROPFIND', 405, 30]]));
+    expect(requests).toEqual(expect.arrayContaining([['POST', 400, 30], ['TRACE', 404, 30], ['PROPFIND', 405, 30]]));
     expect(entries.filter((e) => e.level >= 50)).toEqual([]);
   });
 

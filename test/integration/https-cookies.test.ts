@@ -31,10 +31,15 @@ describe('https issuer', () => {
       const answer = await fetchRaw(idp.url, '/.well-known/openid-configuration', headers);
       expect([headers, answer.status]).toEqual([headers, 200]);
       expect(JSON.parse(answer.body)).toMatchObject({ issuer, token_endpoint: `${issuer}/token`, authorization_endpoint: `${issuer}/auth` });
-      const login = await fetchRaw(idp.url, new URL(authorizeUrl(issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' })).pathname
-        + new URL(authorizeUrl(issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' })).search, headers);
+      const auth = new URL(authorizeUrl(issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' }));
+      const login = await fetchRaw(idp.url, auth.pathname + auth.search, headers);
       expect([headers, login.status, login.location?.startsWith(`${issuer}/interaction/`) || login.location?.startsWith('/interaction/')]).toEqual([headers, 303, true]);
     }
+    // A request target in absolute form (RFC 9112 §3.2.2) names its own origin, which koa prefers to Host.
+    const absolute = await fetchRaw(idp.url, 'http://evil.example/.well-known/openid-configuration', {});
+    expect(absolute.status).toBe(200);
+    expect(JSON.parse(absolute.body)).toMatchObject({ issuer, token_endpoint: `${issuer}/token` });
+    expect((await fetchRaw(idp.url, 'http://a:99999/.well-known/openid-configuration', {})).status).toBe(400);
   });
 
   it('uses __Host- and __Secure- cookies with Secure, HttpOnly and SameSite=Lax, and sends HSTS', async () => {
