@@ -101,7 +101,6 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
     createAccountRoutes({ provider, config, csrf, services, accounts, clock, log }),
   ];
   const ours = compose<Koa.ParameterizedContext>([
-    methodNotAllowed,
     staticFiles(BROWSER_BUNDLES),
     healthChecks({ db, keysLoaded: () => keys.jwks.keys.length > 0 }),
     ...routers.flatMap((router) => [router.routes(), router.allowedMethods()] as Koa.Middleware[]),
@@ -112,16 +111,6 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
   provider.use((ctx, next) => (ownSegments.has(firstSegment(ctx.path)) ? ours(ctx, next) : next()));
 
   return { provider, callback: provider.callback(), services, kids: keys.jwks.keys.map((k) => String(k.kid)).join(' ') };
-}
-
-/**
- * koa-router answers a method it does not know (TRACE, PROPFIND) with 501; for our pages and APIs that is
- * simply a method they do not allow, as the library's own endpoints answer it: 405 with the methods the
- * path has (RFC 9110 §15.5.6), or 404 when no route has that path.
- */
-async function methodNotAllowed(ctx: Koa.ParameterizedContext, next: Koa.Next) {
-  await next();
-  if (ctx.status === 501) ctx.status = ctx.response.get('Allow') ? 405 : 404;
 }
 
 export interface ReloadingApp {

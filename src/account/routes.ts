@@ -4,13 +4,14 @@
  * need a sign-in from the last 10 minutes with the user's strongest factor.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import Router from '@koa/router';
+import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import { AppError, assertThat } from '../errors.js';
-import { authenticatorName } from '../auth/passkeys.js';
+import { createRouter } from '../http/router.js';
+import { authenticatorName, isCredentialId } from '../auth/passkeys.js';
 import { hasAnyFactor, type Enrolled } from '../auth/sign-in-policy.js';
 import { checkNewPassword, hashPassword } from '../auth/password.js';
 import { readForm } from '../http/body.js';
@@ -54,7 +55,7 @@ const date = (seconds: number | null) => (seconds ? new Date(seconds * 1000).toI
 
 export function createAccountRoutes(deps: AccountDeps): Router {
   const { config, csrf, services, accounts, clock } = deps;
-  const router = new Router();
+  const router = createRouter();
   const secure = config.issuer.startsWith('https:');
   const stateCookie = secure ? '__Host-idp_account' : 'idp_account';
 
@@ -158,10 +159,10 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     ctx.redirect('/account');
   });
 
-  // A credential id is base64url of at most 1023 bytes (WebAuthn L3 §7.1, registration step "credentialId
-  // ≤ 1023 bytes"): anything else names no passkey. A NUL would not even reach PostgreSQL (SQLSTATE 22021).
+  // Anything that cannot be a credential id names no passkey (and a NUL would not even reach PostgreSQL:
+  // SQLSTATE 22021).
   router.param('id', (id, ctx, next) => {
-    assertThat(/^[A-Za-z0-9_-]{1,1364}$/.test(id), new AppError('not_found', 'No such passkey.', { status: 404 }));
+    assertThat(isCredentialId(id), new AppError('not_found', 'No such passkey.', { status: 404 }));
     return next();
   });
 

@@ -26,7 +26,10 @@ import type { UserRow } from '../queries/users.js';
 export const CHALLENGE_TTL_SECONDS = 300;
 
 /** WebAuthn L3 §7.1: the longest credential id a relying party should accept. */
-export const MAX_CREDENTIAL_ID_BYTES = 1023;
+const MAX_CREDENTIAL_ID_BYTES = 1023;
+const CREDENTIAL_ID = new RegExp(`^[A-Za-z0-9_-]{1,${Math.ceil((MAX_CREDENTIAL_ID_BYTES * 4) / 3)}}$`);
+/** Whether `id` can name a passkey we stored: base64url of 1 to MAX_CREDENTIAL_ID_BYTES bytes. */
+export const isCredentialId = (id: string): boolean => CREDENTIAL_ID.test(id);
 // AuthenticatorTransport (WebAuthn L3 §5.8.4). The browser reports them; we keep them only as hints for
 // allowCredentials, so anything else (or anything that is not a short list of strings) is dropped.
 const TRANSPORTS = new Set<string>(['ble', 'cable', 'hybrid', 'internal', 'nfc', 'smart-card', 'usb']);

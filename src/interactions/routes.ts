@@ -4,12 +4,13 @@
  * domain, and redirects (303) back to the interaction page, which renders the next step or finishes.
  * They work without JavaScript; only the passkey buttons need it.
  */
-import Router from '@koa/router';
+import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { AppError, assertThat } from '../errors.js';
+import { createRouter } from '../http/router.js';
 import { hasAnyFactor, type Method } from '../auth/sign-in-policy.js';
 import { checkPassword, findLoginUser } from '../auth/users.js';
 import { ThrottledError, type Factor } from '../auth/throttle.js';
@@ -52,7 +53,7 @@ const FAILED = 'That did not work. Check the code and try again.';
 
 export function createInteractionRoutes(deps: InteractionDeps): Router {
   const { provider, csrf, cookies, services, states, clock } = deps;
-  const router = new Router();
+  const router = createRouter();
 
   const redirectTo = (ctx: Context, url: string) => {
     ctx.status = 303;

@@ -7,12 +7,13 @@
  * POSTs need Content-Type: application/json and our Origin. Errors are { error, error_description }.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import Router from '@koa/router';
+import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { AppError, assertThat } from '../errors.js';
+import { createRouter } from '../http/router.js';
 import { CHALLENGE_TTL_SECONDS } from '../auth/passkeys.js';
 import { hasAnyFactor } from '../auth/sign-in-policy.js';
 import { readJson } from '../http/body.js';
@@ -40,7 +41,7 @@ const challengeId = (cookie: string, purpose: string) => createHash('sha256').up
 export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
   const { issuer, services, states, accounts, cookies, clock, log } = deps;
   const origin = new URL(issuer).origin;
-  const router = new Router();
+  const router = createRouter();
 
   router.use(async (ctx, next) => {
     ctx.set('Cache-Control', 'no-store');
