@@ -4,9 +4,9 @@
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import type { Database, Statement } from 'better-sqlite3';
 import knex, { type Knex } from 'knex';
 import { namePgStatements, type PgConnection } from './pg-direct.js';
+import { sqliteClient } from './sqlite-thread.js';
 
 export type Db = Knex;
 
@@ -49,65 +49,24 @@ export function connect(target: DbTarget): Db {
     });
   }
   mkdirSync(target.data_dir, { recursive: true });
-  const db: Db = knex({
-    client: 'better-sqlite3',
+  return knex({
+    // Statements run on a thread of their own, reads of the fast path on this one (sqlite-thread.ts).
+    client: sqliteClient([
+      'busy_timeout = 5000',
+      // WAL lets several processes (server + CLI) and this process's two connections share the file.
+      'journal_mode = WAL',
+      // By default a commit is on disk before it is answered, as on PostgreSQL (synchronous_commit = on):
+      // a consumed code, a used recovery code, a revocation or a throttle count survives a power loss
+      // too. Always set: better-sqlite3 is built with SQLITE_DEFAULT_WAL_SYNCHRONOUS=1, which SQLite
+      // applies once it reads a file in WAL mode, so unset it ran at NORMAL (the WAL synced at
+      // checkpoints only; https://www.sqlite.org/pragma.html#pragma_synchronous).
+      `synchronous = ${target.sqlite_synchronous === 'normal' ? 'NORMAL' : 'FULL'}`,
+      // Off by default in SQLite.
+      'foreign_keys = ON',
+    ]),
     connection: { filename: path.join(target.data_dir, 'idp.sqlite') },
     useNullAsDefault: true,
-    pool: {
-      min: 1,
-      max: 1,
-      afterCreate(conn: Database, done: (err: Error | null, conn: unknown) => void) {
-        // WAL lets several processes (server + CLI) share the file; foreign keys are off by default in SQLite.
-        conn.pragma('journal_mode = WAL');
-        // By default a commit is on disk before it is answered, as on PostgreSQL (synchronous_commit = on):
-        // a consumed code, a used recovery code, a revocation or a throttle count survives a power loss
-        // too. Always set: better-sqlite3 is built with SQLITE_DEFAULT_WAL_SYNCHRONOUS=1, which SQLite
-        // applies once it reads a file in WAL mode, so unset it ran at NORMAL (the WAL synced at
-        // checkpoints only; https://www.sqlite.org/pragma.html#pragma_synchronous).
-        conn.pragma(`synchronous = ${target.sqlite_synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
-        conn.pragma('foreign_keys = ON');
-        conn.pragma('busy_timeout = 5000');
-        cachePreparedStatements(conn);
-        sqliteConnections.set(db, conn);
-        done(null, conn);
-      },
-    },
+    // One connection, as SQLite has one writer: knex's queries and transactions take turns on it.
+    pool: { min: 1, max: 1 },
   });
-  return db;
 }
-
-const sqliteConnections = new WeakMap<Db, Database>();
-
-/**
- * The SQLite connection, when knex's pool (of one) holds it idle. A caller that uses it synchronously
- * cannot interleave with a knex query or transaction (nothing else runs meanwhile), so it may skip the
- * pool's acquire and release, two rounds of promises and a timer (sqlite-direct.ts). Otherwise undefined.
- */
-export function idleSqliteConnection(db: Db): Database | undefined {
-  const pool = db.client.pool as { numFree(): number; numUsed(): number; numPendingAcquires(): number } | undefined;
-  if (!pool || pool.numFree() !== 1 || pool.numUsed() !== 0 || pool.numPendingAcquires() !== 0) return undefined;
-  return sqliteConnections.get(db);
-}
-
-/**
- * knex prepares every statement anew for each query; on SQLite that parse is a good share of a small
- * query's cost. The queries layer issues a few dozen distinct statements, so keep the most recent ones
- * (bounded: an `IN (…)` of another length is another statement). Statements run one at a time on this
- * single connection, so reusing one is safe.
- */
-function cachePreparedStatements(conn: Database, size = 256): void {
-  const prepare = conn.prepare.bind(conn);
-  const cache = new Map<string, Statement>();
-  conn.prepare = ((sql: string) => {
-    let statement = cache.get(sql);
-    if (statement) {
-      cache.delete(sql);
-    } else {
-      statement = prepare(sql);
-      if (cache.size >= size) cache.delete(cache.keys().next().value!);
-    }
-    cache.set(sql, statement);
-    return statement;
-  }) as Database['prepare'];
-}
-

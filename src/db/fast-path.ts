@@ -20,7 +20,7 @@ export interface FastPath {
 export function fastPathOn<T extends FastPath>(client: 'better-sqlite3' | 'pg', create: (db: Db) => T): (db: Db) => T | undefined {
   const instances = new WeakMap<Db, T>();
   return (db) => {
-    if (db.client.config.client !== client || (db as { isTransaction?: boolean }).isTransaction) return undefined;
+    if ((db.client as { driverName?: string }).driverName !== client || (db as { isTransaction?: boolean }).isTransaction) return undefined;
     let instance = instances.get(db);
     if (!instance) {
       instance = create(db);

@@ -1,6 +1,9 @@
 /** Storage shared by instances: the oidc-provider adapter, the keystore, and a sign-in that hops instances. */
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { connect, idleSqliteConnection } from '../../src/db/connect.js';
+import Database from 'better-sqlite3';
+import { connect } from '../../src/db/connect.js';
+import { sqliteConnection } from '../../src/db/sqlite-direct.js';
 import { statements } from '../../src/db/fast.js';
 import { migrate, pendingMigrations } from '../../src/db/migrate.js';
 import { migratedDb, createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
@@ -454,12 +457,10 @@ describe('the SQLite file', () => {
     const db = connect(target);
     try {
       await migrate(db);
-      const conn = await db.client.acquireConnection() as { pragma(sql: string, options: { simple: true }): unknown };
-      try {
-        return { journal: conn.pragma('journal_mode', { simple: true }), synchronous: conn.pragma('synchronous', { simple: true }) };
-      } finally {
-        await db.client.releaseConnection(conn);
-      }
+      // Asked of the connection that writes (the writer thread's, sqlite-thread.ts).
+      const [{ journal_mode: journal }] = await db.raw('pragma journal_mode') as Array<{ journal_mode: string }>;
+      const [{ synchronous }] = await db.raw('pragma synchronous') as Array<{ synchronous: number }>;
+      return { journal, synchronous };
     } finally {
       await db.destroy();
     }
@@ -488,31 +489,75 @@ describe('the SQLite file', () => {
   });
 });
 
-describe('the SQLite connection outside the pool', () => {
+describe('SQLite, written on a thread of its own', () => {
   let env: Awaited<ReturnType<typeof migratedDb>>;
   beforeAll(async () => { env = await migratedDb('sqlite'); });
   afterAll(async () => { await env?.close(); });
+  const row = (id: string): PayloadRow => ({
+    kind: 'AccessToken', id, payload: '{}', grant_id: null, account_id: null, user_code: null, uid: null, expires_at: null, consumed_at: null,
+  });
 
-  // The fast path (src/db/sqlite-direct.ts) uses it synchronously, without acquiring it, only when no knex
-  // query or transaction holds it.
-  it('is lent only while the pool holds it idle', async () => {
-    await env.db.raw('select 1');
-    const idle = idleSqliteConnection(env.db);
-    expect(idle?.open).toBe(true);
-    let during: unknown = 'not run';
+  // The fast path's writes run outside any transaction (src/db/sqlite-thread.ts): one that arrives while
+  // knex's transaction is open waits for it to end instead of joining it, and so survives its rollback.
+  it('keeps a write of the fast path out of a knex transaction that is open meanwhile', async () => {
+    const payloads = createOidcPayloadQueries(env.db);
     let beside: Promise<void> | undefined;
-    await env.db.transaction(async (trx) => {
-      during = idleSqliteConnection(env.db);
-      // A write on the fast path meanwhile waits for the transaction instead of joining it.
-      beside = createOidcPayloadQueries(env.db).destroy('AccessToken', 'lent-test');
-      await trx('oidc_payloads').insert({ kind: 'AccessToken', id: 'lent-test', payload: '{}' });
-      await new Promise((resolve) => setTimeout(resolve, 10));
-      expect(await trx('oidc_payloads').where({ id: 'lent-test' }).first()).toBeDefined();
-    });
+    let settledInside = false;
+    await expect(env.db.transaction(async (trx) => {
+      await trx('oidc_payloads').insert(row('in-trx'));
+      beside = payloads.upsert(row('beside-trx')).then(() => { settledInside = true; });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(settledInside).toBe(false);
+      throw new Error('roll back');
+    })).rejects.toThrow('roll back');
     await beside;
-    expect(await env.db('oidc_payloads').where({ id: 'lent-test' }).first()).toBeUndefined();
-    expect(during).toBeUndefined();
-    expect(idleSqliteConnection(env.db)).toBe(idle);
+    expect(await env.db('oidc_payloads').where({ id: 'in-trx' }).first()).toBeUndefined();
+    expect(await env.db('oidc_payloads').where({ id: 'beside-trx' }).first()).toMatchObject({ id: 'beside-trx' });
+  });
+
+  it('reads on a read-only connection of the request thread and sees every write that has settled', async () => {
+    const conn = await sqliteConnection(env.db);
+    expect(conn.readConnection.readonly).toBe(true);
+    const payloads = createOidcPayloadQueries(env.db);
+    for (let i = 0; i < 20; i += 1) {
+      await payloads.upsert(row(`visible-${i}`));
+      expect(await payloads.findLive('AccessToken', 'id', `visible-${i}`, 0)).toEqual({ payload: '{}', consumed_at: null });
+      // A statement with RETURNING writes: the writer runs it, once.
+      expect(await payloads.consume('AccessToken', `visible-${i}`, 5)).toBe(true);
+      expect(await payloads.consume('AccessToken', `visible-${i}`, 6)).toBe(false);
+      expect(await payloads.findLive('AccessToken', 'id', `visible-${i}`, 0)).toEqual({ payload: '{}', consumed_at: 5 });
+    }
+  });
+
+  // The request thread never waits for a commit: here the writer is held up by another process's lock (as
+  // it would be by a slow disk), and reads go on meanwhile. With commits on the request thread, the read
+  // would have waited for the lock too.
+  it('keeps reading while a commit waits for the disk or a lock', async () => {
+    const payloads = createOidcPayloadQueries(env.db);
+    await payloads.upsert(row('before-lock'));
+    const blocker = new Database(path.join(env.test.target.data_dir, 'idp.sqlite'));
+    blocker.exec('BEGIN IMMEDIATE');
+    let settled = false;
+    let write: Promise<void> | undefined;
+    try {
+      write = payloads.upsert(row('behind-lock')).then(() => { settled = true; });
+      for (let i = 0; i < 5; i += 1) {
+        expect(await payloads.findLive('AccessToken', 'id', 'before-lock', 0)).toEqual({ payload: '{}', consumed_at: null });
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect(settled).toBe(false);
+    } finally {
+      blocker.exec('ROLLBACK');
+      blocker.close();
+    }
+    await write;
+    expect(await payloads.findLive('AccessToken', 'id', 'behind-lock', 0)).toEqual({ payload: '{}', consumed_at: null });
+  });
+
+  it('answers a failed statement with its error and keeps serving', async () => {
+    await expect(env.db.raw('select * from no_such_table')).rejects.toThrow(/no such table/);
+    await expect(statements(env.db).write('insert into no_such_table values (?)', [1])).rejects.toThrow(/no such table/);
+    expect(await env.db.raw('select 1 as one')).toEqual([{ one: 1 }]);
   });
 });
 
@@ -537,7 +582,7 @@ describe('a token request on SQLite', () => {
     const done = await signIn(browser, authorizeUrl(idp.url, { client_id: 'first-party', code_challenge: challenge, code_challenge_method: 'S256' }),
       'erin', 'erin-password-1');
     const code = callbackOf(done).searchParams.get('code')!;
-    const conn = idleSqliteConnection(idp.db)!;
+    const conn = (await sqliteConnection(idp.db)).readConnection;
     const prepare = conn.prepare;
     const seen: string[] = [];
     conn.prepare = ((sql: string) => { seen.push(sql.replace(/\s+/g, ' ')); return prepare(sql); }) as typeof conn.prepare;

@@ -1,0 +1,334 @@
+/**
+ * The embedded SQLite store, split over two threads: every write runs on a thread of its own (the
+ * writer), every read of the fast path on the request thread.
+ *
+ * better-sqlite3 is synchronous. With `synchronous = FULL` (connect.ts) a commit waits for the WAL to
+ * reach the disk: ≈ 250 µs of fdatasync on this VM, a third of it kernel CPU, during which the request
+ * thread would serve nobody. So one connection, owned by the writer thread, runs every statement that
+ * writes (and everything knex sends: migrations, transactions, the CLI's queries), and the request thread
+ * keeps a read-only connection for the reads of the fast path (sqlite-direct.ts), which WAL lets run beside
+ * the writer (https://www.sqlite.org/wal.html#concurrency). A read sees every commit whose promise has
+ * settled: the writer answers only after the commit is in the WAL index, and with FULL, on disk.
+ *
+ * Two kinds of work reach the writer:
+ * - knex's statements, run at once and in order, as knex sends them on its one pooled connection (a
+ *   transaction's BEGIN … COMMIT arrive one by one, each after the previous answer);
+ * - the fast path's statements, which run outside any transaction: all that have reached the writer when
+ *   it is free (those sent while it synced the last commit) are committed together (group commit), never
+ *   inside a knex transaction (they wait for it to end), and each caller is answered after that commit.
+ *   If the batch fails, each is run alone, so a bad statement fails only its own caller.
+ *
+ * The price, per statement sent to the writer: the request thread posts it and reads the answer (≈ 16 µs
+ * on the benchmark's VM), and its next read after another connection's commit finds its page cache
+ * dropped (SQLite keeps one per connection and empties it when the database changed). The gain: no
+ * request waits behind another's commit, however slow the disk (README, Performance).
+ */
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import Database, { type Database as Connection } from 'better-sqlite3';
+import type { Knex } from 'knex';
+import type { SqlValue } from './fast-path.js';
+
+const require = createRequire(import.meta.url);
+const driverPath = require.resolve('better-sqlite3');
+/** The statements a connection keeps prepared (an `IN (…)` of another length is another statement). */
+const CACHED_STATEMENTS = 256;
+
+/**
+ * knex prepares every statement anew for each query; on SQLite that parse is a good share of a small
+ * query's cost. `conn.prepare` then keeps the most recent ones. Statements run one at a time on a
+ * connection, so reusing one is safe. The same function runs in the writer thread (its source is embedded
+ * below).
+ */
+function cachePreparedStatements(conn: { prepare(sql: string): unknown }, size: number): void {
+  const prepare = conn.prepare.bind(conn);
+  const cache = new Map<string, unknown>();
+  conn.prepare = (sql: string) => {
+    let statement = cache.get(sql);
+    if (statement) {
+      cache.delete(sql);
+    } else {
+      statement = prepare(sql);
+      if (cache.size >= size) cache.delete(cache.keys().next().value!);
+    }
+    cache.set(sql, statement);
+    return statement;
+  };
+}
+
+/*
+ * The messages, flat arrays (cheaper to pass between threads than objects):
+ * - to the writer, per statement: op, id, statement, parameter count, parameters. The statement is its
+ *   text, or for the fast path's statements (a fixed set) the number both sides gave the text when it was
+ *   first sent (their texts are sent once).
+ * - to this thread, per answer: id, 1 and the result, or id, 0 and [message, code].
+ */
+const OP = { query: 0, write: 1, get: 2, all: 3, close: 4 } as const;
+type Op = keyof typeof OP;
+
+// Plain CommonJS, so it runs the same from sources, from dist/ and under jest.
+const WRITER_SOURCE = `
+const { parentPort, workerData, receiveMessageOnPort } = require('node:worker_threads');
+const Database = require(${JSON.stringify(driverPath)});
+const cachePreparedStatements = ${cachePreparedStatements.toString()};
+const [QUERY, WRITE, GET, CLOSE] = [${OP.query}, ${OP.write}, ${OP.get}, ${OP.close}];
+const { filename, pragmas } = workerData;
+const failure = (err) => [String(err && err.message || err), err && err.code];
+let db;
+try {
+  db = new Database(filename);
+  for (const pragma of pragmas) db.pragma(pragma);
+  cachePreparedStatements(db, ${CACHED_STATEMENTS});
+  parentPort.postMessage([0, 1, 'ready']);
+} catch (err) {
+  parentPort.postMessage([0, 0, failure(err)]);
+  parentPort.close();
+}
+
+const replies = [];
+const answer = (id, run) => {
+  try { replies.push(id, 1, run()); } catch (err) { replies.push(id, 0, failure(err)); }
+};
+const send = () => { if (replies.length > 0) parentPort.postMessage(replies.splice(0)); };
+
+// knex's statements: rows for a statement that returns rows, else what it changed.
+function query(item) {
+  const statement = db.prepare(item.sql);
+  if (statement.reader) return { rows: statement.all(item.params) };
+  const { changes, lastInsertRowid } = statement.run(item.params);
+  return { changes, lastInsertRowid: Number(lastInsertRowid) };
+}
+function fast(item) {
+  const statement = db.prepare(item.sql);
+  if (item.op === WRITE) { statement.run(item.params); return null; }
+  return (item.op === GET ? statement.get(item.params) : statement.all(item.params)) ?? null;
+}
+
+// The fast path's statements waiting for their commit.
+let queued = [];
+function commitQueued() {
+  // Inside knex's transaction: they run once it has ended (see the message handler).
+  if (db.inTransaction || queued.length === 0) return;
+  const batch = queued;
+  queued = [];
+  if (batch.length > 1) {
+    try {
+      db.exec('BEGIN IMMEDIATE');
+      const results = batch.map(fast);
+      db.exec('COMMIT');
+      batch.forEach((item, i) => replies.push(item.id, 1, results[i]));
+      return;
+    } catch (err) {
+      if (db.inTransaction) db.exec('ROLLBACK');
+      // Locked by another process past busy_timeout: alone, each would wait as long again.
+      if (String(err && err.code).startsWith('SQLITE_BUSY')) {
+        for (const item of batch) replies.push(item.id, 0, failure(err));
+        return;
+      }
+    }
+  }
+  for (const item of batch) answer(item.id, () => fast(item));
+}
+
+const texts = [];
+let closing;
+function take(message) {
+  for (let at = 0; at < message.length;) {
+    const op = message[at];
+    const id = message[at + 1];
+    let sql = message[at + 2];
+    const count = message[at + 3];
+    const params = message.slice(at + 4, at + 4 + count);
+    at += 4 + count;
+    if (typeof sql === 'number') sql = texts[sql];
+    else if (op !== QUERY) texts.push(sql);
+    if (op === QUERY) answer(id, () => query({ sql, params }));
+    else if (op === CLOSE) closing = id;
+    else queued.push({ op, id, sql, params });
+  }
+}
+parentPort.on('message', (message) => {
+  take(message);
+  // Everything else that has arrived meanwhile (while the last commit was syncing) joins this commit.
+  for (let more = receiveMessageOnPort(parentPort); more && closing === undefined; more = receiveMessageOnPort(parentPort)) take(more.message);
+  commitQueued();
+  if (closing !== undefined) answer(closing, () => { db.close(); return 'closed'; });
+  send();
+  if (closing !== undefined) parentPort.close();
+});
+`;
+
+interface Pending { resolve(result: unknown): void; reject(error: Error): void }
+export type QueryResult = { rows: unknown[] } | { changes: number; lastInsertRowid: number };
+
+/** The request thread's handle on the writer thread, and its own read-only connection. */
+export class SqliteConnection {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private outgoing: Array<SqlValue | undefined> = [];
+  /** The fast path's statement texts the writer has been sent, by number. */
+  private readonly texts = new Map<string, number>();
+  private nextId = 1;
+  /** Why the writer thread has ended, once it has. */
+  private stopped?: Error;
+  private reader?: Connection;
+  private readonly ready: Promise<void>;
+
+  private constructor(filename: string, pragmas: string[]) {
+    this.worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { filename, pragmas } });
+    this.ready = new Promise<void>((resolve, reject) => this.pending.set(0, { resolve: () => resolve(), reject }));
+    this.worker.on('message', (replies: unknown[]) => this.settle(replies));
+    this.worker.on('error', (err) => {
+      this.stopped = err;
+      this.failAll(err);
+    });
+    this.worker.on('exit', () => {
+      this.stopped ??= new Error('the SQLite writer thread has stopped');
+      this.failAll(this.stopped);
+    });
+  }
+
+  /** Opens the database: the writer applies `pragmas` (journal mode first) before the reader opens it. */
+  static async open(filename: string, pragmas: string[]): Promise<SqliteConnection> {
+    const conn = new SqliteConnection(filename, pragmas);
+    await conn.ready;
+    try {
+      conn.reader = new Database(filename, { readonly: true });
+      // A reader may have to wait for a writer of another process that is recovering the WAL.
+      conn.reader.pragma('busy_timeout = 5000');
+    } catch (err) {
+      await conn.close();
+      throw err;
+    }
+    cachePreparedStatements(conn.reader, CACHED_STATEMENTS);
+    return conn;
+  }
+
+  /** A statement sent by knex: run at once, in the order knex sends them. */
+  query(sql: string, params: SqlValue[]): Promise<QueryResult> {
+    return this.send('query', sql, params) as Promise<QueryResult>;
+  }
+
+  /** A write of the fast path; settles once committed, with the other writes that reached the writer with it. */
+  write(sql: string, params: SqlValue[]): Promise<void> {
+    return this.send('write', sql, params) as Promise<void>;
+  }
+
+  /** The first row a statement returns: read here when it only reads, else run (and committed) by the writer. */
+  async get<T>(sql: string, params: SqlValue[]): Promise<T | undefined> {
+    const statement = this.reader!.prepare(sql);
+    if (statement.readonly) return statement.get(...params) as T | undefined;
+    return (await this.send('get', sql, params) ?? undefined) as T | undefined;
+  }
+
+  async all<T>(sql: string, params: SqlValue[]): Promise<T[]> {
+    const statement = this.reader!.prepare(sql);
+    if (statement.readonly) return statement.all(...params) as T[];
+    return this.send('all', sql, params) as Promise<T[]>;
+  }
+
+  /** Whether the writer still runs (knex's pool replaces a connection whose writer has ended). */
+  get usable(): boolean { return !this.stopped; }
+
+  /** The read-only connection of this thread (tests look at the statements it prepares). */
+  get readConnection(): Connection { return this.reader!; }
+
+  /** Commits what is queued, closes both connections and ends the thread. */
+  async close(): Promise<void> {
+    const closed = this.send('close', '', []);
+    this.reader?.close();
+    await closed.catch(() => undefined);
+    await new Promise<void>((resolve) => { if (this.worker.threadId === -1) resolve(); else this.worker.once('exit', () => resolve()); });
+  }
+
+  private send(op: Op, sql: string, params: SqlValue[]): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      if (this.stopped) {
+        reject(this.stopped);
+        return;
+      }
+      const id = this.nextId++;
+      // Like a socket, the thread keeps the process alive only while a statement waits for its answer.
+      if (this.pending.size === 0) this.worker.ref();
+      this.pending.set(id, { resolve, reject });
+      let statement: string | number = sql;
+      if (op !== 'query') {
+        const known = this.texts.get(sql);
+        if (known === undefined) this.texts.set(sql, this.texts.size);
+        else statement = known;
+      }
+      // The statements of one synchronous stretch go in one message, at once: the writer groups what
+      // reaches it while it syncs the previous commit. (Holding them until the previous batch is answered
+      // makes a closed loop of requests fall into step: all wait for the same commit while this thread idles.)
+      const first = this.outgoing.length === 0;
+      this.outgoing.push(OP[op], id, statement, params.length, ...params);
+      if (first) queueMicrotask(() => this.worker.postMessage(this.outgoing.splice(0)));
+    });
+  }
+
+  private settle(replies: unknown[]): void {
+    for (let at = 0; at < replies.length; at += 3) {
+      const id = replies[at] as number;
+      const pending = this.pending.get(id);
+      if (!pending) continue;
+      this.pending.delete(id);
+      if (replies[at + 1] === 1) {
+        pending.resolve(replies[at + 2]);
+      } else {
+        const [message, code] = replies[at + 2] as [string, string | undefined];
+        pending.reject(Object.assign(new Error(message), code ? { code } : {}));
+      }
+    }
+    if (this.pending.size === 0) this.worker.unref();
+  }
+
+  private failAll(error: Error): void {
+    for (const pending of this.pending.values()) pending.reject(error);
+    this.pending.clear();
+  }
+}
+
+// The knex dialect whose raw connection is a SqliteConnection (knex's own runs better-sqlite3 on this thread).
+const BetterSqlite3Client = require('knex/lib/dialects/better-sqlite3/index.js') as new (config: unknown) => object;
+const connections = new WeakMap<object, SqliteConnection>();
+
+/** A knex client for SQLite whose statements run on the writer thread; `pragmas` are set on its connection. */
+export function sqliteClient(pragmas: string[]): typeof Knex.Client {
+  class SqliteThreadClient extends BetterSqlite3Client {
+    declare connectionSettings: { filename: string };
+    declare _formatBindings: (bindings: unknown[] | undefined) => SqlValue[];
+
+    async acquireRawConnection(): Promise<SqliteConnection> {
+      const conn = await SqliteConnection.open(this.connectionSettings.filename, pragmas);
+      connections.set(this, conn);
+      return conn;
+    }
+
+    validateConnection(conn: SqliteConnection): boolean {
+      return conn.usable;
+    }
+
+    async destroyRawConnection(conn: SqliteConnection): Promise<void> {
+      if (connections.get(this) === conn) connections.delete(this);
+      await conn.close();
+    }
+
+    async _query(conn: SqliteConnection, obj: { sql?: string; bindings?: unknown[]; response?: unknown; context?: unknown }) {
+      if (!obj.sql) throw new Error('The query is empty');
+      const result = await conn.query(obj.sql, this._formatBindings(obj.bindings));
+      if ('rows' in result) {
+        obj.response = result.rows;
+      } else {
+        obj.response = result;
+        obj.context = { lastID: result.lastInsertRowid, changes: result.changes };
+      }
+      return obj;
+    }
+  }
+  return SqliteThreadClient as unknown as typeof Knex.Client;
+}
+
+/** The connection a knex client of sqliteClient() has open, if any. */
+export function sqliteConnectionOf(client: object): SqliteConnection | undefined {
+  return connections.get(client);
+}
