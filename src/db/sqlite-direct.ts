@@ -21,16 +21,22 @@ import { sqliteConnectionOf, type SqliteConnection } from './sqlite-thread.js';
  */
 export const directSqlite = fastPathOn('better-sqlite3', (db) => createDirectSqlite(db));
 
-/** The open connection of knex's pool (of one); opened through the pool when it has none yet. */
+/**
+ * The open connection of knex's pool (of one); opened through the pool when it has none yet, or when its
+ * writer thread has ended (the pool then replaces it).
+ */
 export async function sqliteConnection(db: Db): Promise<SqliteConnection> {
   const open = sqliteConnectionOf(db.client);
-  if (open) return open;
+  if (open?.usable) return open;
   await db.client.releaseConnection(await db.client.acquireConnection());
   return sqliteConnectionOf(db.client)!;
 }
 
 function createDirectSqlite(db: Db): FastPath {
-  const connection = async () => sqliteConnectionOf(db.client) ?? sqliteConnection(db);
+  const connection = async () => {
+    const open = sqliteConnectionOf(db.client);
+    return open?.usable ? open : sqliteConnection(db);
+  };
   return {
     write: async (sql: string, params: SqlValue[]) => (await connection()).write(sql, params),
     get: async <T>(sql: string, params: SqlValue[]) => (await connection()).get<T>(sql, params),

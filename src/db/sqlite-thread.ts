@@ -36,9 +36,8 @@ const CACHED_STATEMENTS = 256;
 
 /**
  * knex prepares every statement anew for each query; on SQLite that parse is a good share of a small
- * query's cost. `conn.prepare` then keeps the most recent ones. Statements run one at a time on a
- * connection, so reusing one is safe. The same function runs in the writer thread (its source is embedded
- * below).
+ * query's cost. `conn.prepare` then keeps the most recent ones (the writer thread keeps its own the same
+ * way). Statements run one at a time on a connection, so reusing one is safe.
  */
 function cachePreparedStatements(conn: { prepare(sql: string): unknown }, size: number): void {
   const prepare = conn.prepare.bind(conn);
@@ -70,15 +69,24 @@ type Op = keyof typeof OP;
 const WRITER_SOURCE = `
 const { parentPort, workerData, receiveMessageOnPort } = require('node:worker_threads');
 const Database = require(${JSON.stringify(driverPath)});
-const cachePreparedStatements = ${cachePreparedStatements.toString()};
 const [QUERY, WRITE, GET, CLOSE] = [${OP.query}, ${OP.write}, ${OP.get}, ${OP.close}];
 const { filename, pragmas } = workerData;
 const failure = (err) => [String(err && err.message || err), err && err.code];
 let db;
+const statements = new Map();
+function prepare(sql) {
+  let statement = statements.get(sql);
+  if (statement) statements.delete(sql);
+  else {
+    statement = db.prepare(sql);
+    if (statements.size >= ${CACHED_STATEMENTS}) statements.delete(statements.keys().next().value);
+  }
+  statements.set(sql, statement);
+  return statement;
+}
 try {
   db = new Database(filename);
   for (const pragma of pragmas) db.pragma(pragma);
-  cachePreparedStatements(db, ${CACHED_STATEMENTS});
   parentPort.postMessage([0, 1, 'ready']);
 } catch (err) {
   parentPort.postMessage([0, 0, failure(err)]);
@@ -93,13 +101,20 @@ const send = () => { if (replies.length > 0) parentPort.postMessage(replies.spli
 
 // knex's statements: rows for a statement that returns rows, else what it changed.
 function query(item) {
-  const statement = db.prepare(item.sql);
-  if (statement.reader) return { rows: statement.all(item.params) };
-  const { changes, lastInsertRowid } = statement.run(item.params);
-  return { changes, lastInsertRowid: Number(lastInsertRowid) };
+  try {
+    const statement = prepare(item.sql);
+    if (statement.reader) return { rows: statement.all(item.params) };
+    const { changes, lastInsertRowid } = statement.run(item.params);
+    return { changes, lastInsertRowid: Number(lastInsertRowid) };
+  } catch (err) {
+    // A COMMIT that failed (a deferred constraint) leaves the transaction open, and knex releases the
+    // connection without a ROLLBACK: end it, or every later statement would run inside it.
+    if (/^\\s*(commit|end)\\b/i.test(item.sql) && db.inTransaction) db.exec('ROLLBACK');
+    throw err;
+  }
 }
 function fast(item) {
-  const statement = db.prepare(item.sql);
+  const statement = prepare(item.sql);
   if (item.op === WRITE) { statement.run(item.params); return null; }
   return (item.op === GET ? statement.get(item.params) : statement.all(item.params)) ?? null;
 }
@@ -159,6 +174,24 @@ parentPort.on('message', (message) => {
 `;
 
 interface Pending { resolve(result: unknown): void; reject(error: Error): void }
+
+const bindable = (value: unknown) => value === null || ['string', 'number', 'bigint'].includes(typeof value) || value instanceof Uint8Array;
+
+/**
+ * Rows come from the writer as structured clones, in which a BLOB's Buffer is a plain Uint8Array: make it
+ * a Buffer again, as better-sqlite3 returns it.
+ */
+function revive(result: unknown): unknown {
+  if (result === null || typeof result !== 'object') return result;
+  const rows = Array.isArray(result) ? result : 'rows' in result && Array.isArray(result.rows) ? result.rows : [result];
+  for (const row of rows) {
+    if (row === null || typeof row !== 'object') continue;
+    for (const [column, value] of Object.entries(row)) {
+      if (value instanceof Uint8Array && !Buffer.isBuffer(value)) (row as Record<string, unknown>)[column] = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    }
+  }
+  return result;
+}
 export type QueryResult = { rows: unknown[] } | { changes: number; lastInsertRowid: number };
 
 /** The request thread's handle on the writer thread, and its own read-only connection. */
@@ -247,6 +280,12 @@ export class SqliteConnection {
         reject(this.stopped);
         return;
       }
+      // Ensure every parameter is one SQLite binds (and a message can carry), before anything is numbered.
+      const bad = params.find((p) => !bindable(p));
+      if (bad !== undefined) {
+        reject(new TypeError(`SQLite cannot bind a parameter of type ${typeof bad}`));
+        return;
+      }
       const id = this.nextId++;
       // Like a socket, the thread keeps the process alive only while a statement waits for its answer.
       if (this.pending.size === 0) this.worker.ref();
@@ -262,8 +301,20 @@ export class SqliteConnection {
       // makes a closed loop of requests fall into step: all wait for the same commit while this thread idles.)
       const first = this.outgoing.length === 0;
       this.outgoing.push(OP[op], id, statement, params.length, ...params);
-      if (first) queueMicrotask(() => this.worker.postMessage(this.outgoing.splice(0)));
+      if (first) queueMicrotask(() => this.flush());
     });
+  }
+
+  private flush(): void {
+    try {
+      this.worker.postMessage(this.outgoing.splice(0));
+    } catch (err) {
+      // The writer and this thread no longer agree on what was sent (the numbering of statement texts):
+      // this connection is done; knex's pool opens another (validateConnection).
+      this.stopped = err as Error;
+      this.failAll(this.stopped);
+      void this.worker.terminate();
+    }
   }
 
   private settle(replies: unknown[]): void {
@@ -273,7 +324,7 @@ export class SqliteConnection {
       if (!pending) continue;
       this.pending.delete(id);
       if (replies[at + 1] === 1) {
-        pending.resolve(replies[at + 2]);
+        pending.resolve(revive(replies[at + 2]));
       } else {
         const [message, code] = replies[at + 2] as [string, string | undefined];
         pending.reject(Object.assign(new Error(message), code ? { code } : {}));
@@ -285,6 +336,7 @@ export class SqliteConnection {
   private failAll(error: Error): void {
     for (const pending of this.pending.values()) pending.reject(error);
     this.pending.clear();
+    this.worker.unref();
   }
 }
 

@@ -518,15 +518,31 @@ describe('SQLite, written on a thread of its own', () => {
   it('reads on a read-only connection of the request thread and sees every write that has settled', async () => {
     const conn = await sqliteConnection(env.db);
     expect(conn.readConnection.readonly).toBe(true);
+    const prepare = conn.readConnection.prepare;
+    let readHere = 0;
+    // Counts the statements that run on this thread's connection (the cache hands out the same ones).
+    conn.readConnection.prepare = ((sql: string) => {
+      const statement = prepare(sql);
+      return new Proxy(statement, {
+        get: (target, key) => (key === 'get' || key === 'all'
+          ? (...args: unknown[]) => { readHere += 1; return (target[key] as (...a: unknown[]) => unknown)(...args); }
+          : Reflect.get(target, key)),
+      });
+    }) as typeof prepare;
     const payloads = createOidcPayloadQueries(env.db);
-    for (let i = 0; i < 20; i += 1) {
-      await payloads.upsert(row(`visible-${i}`));
-      expect(await payloads.findLive('AccessToken', 'id', `visible-${i}`, 0)).toEqual({ payload: '{}', consumed_at: null });
-      // A statement with RETURNING writes: the writer runs it, once.
-      expect(await payloads.consume('AccessToken', `visible-${i}`, 5)).toBe(true);
-      expect(await payloads.consume('AccessToken', `visible-${i}`, 6)).toBe(false);
-      expect(await payloads.findLive('AccessToken', 'id', `visible-${i}`, 0)).toEqual({ payload: '{}', consumed_at: 5 });
+    try {
+      for (let i = 0; i < 20; i += 1) {
+        await payloads.upsert(row(`visible-${i}`));
+        expect(await payloads.findLive('AccessToken', 'id', `visible-${i}`, 0)).toEqual({ payload: '{}', consumed_at: null });
+        // A statement with RETURNING writes: the writer runs it, once.
+        expect(await payloads.consume('AccessToken', `visible-${i}`, 5)).toBe(true);
+        expect(await payloads.consume('AccessToken', `visible-${i}`, 6)).toBe(false);
+        expect(await payloads.findLive('AccessToken', 'id', `visible-${i}`, 0)).toEqual({ payload: '{}', consumed_at: 5 });
+      }
+    } finally {
+      conn.readConnection.prepare = prepare;
     }
+    expect(readHere).toBe(40);
   });
 
   // The request thread never waits for a commit: here the writer is held up by another process's lock (as
@@ -554,10 +570,53 @@ describe('SQLite, written on a thread of its own', () => {
     expect(await payloads.findLive('AccessToken', 'id', 'behind-lock', 0)).toEqual({ payload: '{}', consumed_at: null });
   });
 
-  it('answers a failed statement with its error and keeps serving', async () => {
-    await expect(env.db.raw('select * from no_such_table')).rejects.toThrow(/no such table/);
-    await expect(statements(env.db).write('insert into no_such_table values (?)', [1])).rejects.toThrow(/no such table/);
+  it('answers a failed statement with its error and code, and keeps serving', async () => {
+    await expect(env.db.raw('select * from no_such_table')).rejects.toMatchObject({ message: expect.stringMatching(/no such table/), code: 'SQLITE_ERROR' });
+    const run = statements(env.db);
+    await expect(run.write('insert into no_such_table values (?)', [1])).rejects.toMatchObject({ code: 'SQLITE_ERROR' });
+    await expect(run.write("insert into oidc_payloads (kind, id, payload) values ('AccessToken', ?, '{}')", ['dup'])).resolves.toBeUndefined();
+    await expect(run.write("insert into oidc_payloads (kind, id, payload) values ('AccessToken', ?, '{}')", ['dup'])).rejects.toMatchObject({ code: 'SQLITE_CONSTRAINT_PRIMARYKEY' });
     expect(await env.db.raw('select 1 as one')).toEqual([{ one: 1 }]);
+  });
+
+  // Statement texts are numbered alike on both threads: a refused statement must not shift the numbering
+  // (the next write would run another statement).
+  it('refuses a parameter SQLite cannot bind and writes the next statement where it belongs', async () => {
+    const run = statements(env.db);
+    const into = (table: string) => `insert into ${table} (kind, id, payload) values ('AccessToken', ?, '{}')`;
+    await env.db.schema.createTable('other_payloads', (t) => { t.string('kind'); t.string('id'); t.text('payload'); });
+    await expect(run.write(into('oidc_payloads'), [(() => 1) as never])).rejects.toThrow(/cannot bind a parameter of type function/);
+    await run.write(into('other_payloads'), ['to-other']);
+    await run.write(into('oidc_payloads'), ['to-payloads']);
+    expect(await env.db('other_payloads').pluck('id')).toEqual(['to-other']);
+    expect(await env.db('oidc_payloads').where({ id: 'to-payloads' }).first()).toBeDefined();
+  });
+
+  it('runs a write of the fast path after a knex transaction that commits, outside it', async () => {
+    const payloads = createOidcPayloadQueries(env.db);
+    let beside: Promise<void> | undefined;
+    await env.db.transaction(async (trx) => {
+      await trx('oidc_payloads').insert(row('committed-in-trx'));
+      beside = payloads.upsert(row('after-commit'));
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    });
+    await beside;
+    expect(await env.db('oidc_payloads').whereIn('id', ['committed-in-trx', 'after-commit']).orderBy('id').pluck('id'))
+      .toEqual(['after-commit', 'committed-in-trx']);
+  });
+
+  // knex releases the connection after a failed COMMIT without a ROLLBACK; the writer must end the
+  // transaction itself, or every later write would wait for it (or run inside it) forever.
+  it('ends a transaction whose COMMIT failed, so later writes go on', async () => {
+    await env.db.raw('create table parents (id text primary key)');
+    await env.db.raw('create table children (parent text references parents(id) deferrable initially deferred)');
+    await expect(env.db.transaction(async (trx) => {
+      await trx('children').insert({ parent: 'missing' });
+    })).rejects.toThrow(/FOREIGN KEY constraint failed/);
+    const payloads = createOidcPayloadQueries(env.db);
+    await payloads.upsert(row('after-failed-commit'));
+    expect(await env.db('children').count({ n: '*' })).toEqual([{ n: 0 }]);
+    expect(await payloads.findLive('AccessToken', 'id', 'after-failed-commit', 0)).toEqual({ payload: '{}', consumed_at: null });
   });
 });
 
