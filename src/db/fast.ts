@@ -16,18 +16,18 @@ export function statements(db: Db | Knex.Transaction) {
     const result = await db.raw(sql, params as Knex.RawBinding[]) as T[] | { rows?: T[] };
     return Array.isArray(result) ? result : result.rows ?? [];
   }
+  // Plain functions handing back the fast path's promise (see sqlite-direct.ts).
   return {
     /** The first row the statement returns (a read, or a write with RETURNING). */
-    async get<T>(sql: string, params: SqlValue[]): Promise<T | undefined> {
-      return fast ? fast.get<T>(sql, params) : (await rawRows<T>(sql, params))[0];
+    get<T>(sql: string, params: SqlValue[]): Promise<T | undefined> {
+      return fast ? fast.get<T>(sql, params) : rawRows<T>(sql, params).then((rows) => rows[0]);
     },
     /** Every row the statement returns. */
-    async all<T>(sql: string, params: SqlValue[]): Promise<T[]> {
+    all<T>(sql: string, params: SqlValue[]): Promise<T[]> {
       return fast ? fast.all<T>(sql, params) : rawRows<T>(sql, params);
     },
-    async write(sql: string, params: SqlValue[]): Promise<void> {
-      if (fast) await fast.write(sql, params);
-      else await db.raw(sql, params as Knex.RawBinding[]);
+    write(sql: string, params: SqlValue[]): Promise<void> {
+      return fast ? fast.write(sql, params) : db.raw(sql, params as Knex.RawBinding[]).then(() => undefined);
     },
   };
 }

@@ -33,13 +33,15 @@ export async function sqliteConnection(db: Db): Promise<SqliteConnection> {
 }
 
 function createDirectSqlite(db: Db): FastPath {
-  const connection = async () => {
-    const open = sqliteConnectionOf(db.client);
-    return open?.usable ? open : sqliteConnection(db);
+  // Plain functions handing back the connection's promise: each async layer between a query and the
+  // statement costs promises, which cost more with async hooks on (oidc-provider's request context).
+  const open = () => {
+    const conn = sqliteConnectionOf(db.client);
+    return conn?.usable ? conn : undefined;
   };
   return {
-    write: async (sql: string, params: SqlValue[]) => (await connection()).write(sql, params),
-    get: async <T>(sql: string, params: SqlValue[]) => (await connection()).get<T>(sql, params),
-    all: async <T>(sql: string, params: SqlValue[]) => (await connection()).all<T>(sql, params),
+    write: (sql: string, params: SqlValue[]) => open()?.write(sql, params) ?? sqliteConnection(db).then((c) => c.write(sql, params)),
+    get: <T>(sql: string, params: SqlValue[]) => open()?.get<T>(sql, params) ?? sqliteConnection(db).then((c) => c.get<T>(sql, params)),
+    all: <T>(sql: string, params: SqlValue[]) => open()?.all<T>(sql, params) ?? sqliteConnection(db).then((c) => c.all<T>(sql, params)),
   };
 }

@@ -115,7 +115,7 @@ function query(item) {
 }
 function fast(item) {
   const statement = prepare(item.sql);
-  if (item.op === WRITE) { statement.run(item.params); return null; }
+  if (item.op === WRITE) { statement.run(item.params); return undefined; }
   return (item.op === GET ? statement.get(item.params) : statement.all(item.params)) ?? null;
 }
 
@@ -248,16 +248,23 @@ export class SqliteConnection {
   }
 
   /** The first row a statement returns: read here when it only reads, else run (and committed) by the writer. */
-  async get<T>(sql: string, params: SqlValue[]): Promise<T | undefined> {
-    const statement = this.reader!.prepare(sql);
-    if (statement.readonly) return statement.get(...params) as T | undefined;
-    return (await this.send('get', sql, params) ?? undefined) as T | undefined;
+  get<T>(sql: string, params: SqlValue[]): Promise<T | undefined> {
+    return this.read('get', sql, params) as Promise<T | undefined>;
   }
 
-  async all<T>(sql: string, params: SqlValue[]): Promise<T[]> {
-    const statement = this.reader!.prepare(sql);
-    if (statement.readonly) return statement.all(...params) as T[];
-    return this.send('all', sql, params) as Promise<T[]>;
+  all<T>(sql: string, params: SqlValue[]): Promise<T[]> {
+    return this.read('all', sql, params) as Promise<T[]>;
+  }
+
+  private read(op: 'get' | 'all', sql: string, params: SqlValue[]): Promise<unknown> {
+    try {
+      const statement = this.reader!.prepare(sql);
+      if (statement.readonly) return Promise.resolve(statement[op](...params));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // The writer answers null for no row.
+    return op === 'get' ? this.send(op, sql, params).then((row) => row ?? undefined) : this.send(op, sql, params);
   }
 
   /** Whether the writer still runs (knex's pool replaces a connection whose writer has ended). */

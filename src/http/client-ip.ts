@@ -35,9 +35,9 @@ export function createClientIp(trustedProxies: readonly string[]) {
   return {
     resolve,
     middleware() {
-      return async function clientIp(ctx: Context, next: Next) {
+      return function clientIp(ctx: Context, next: Next) {
         ctx.request.ip = resolve(ctx.req.socket.remoteAddress ?? '', ctx.get('x-forwarded-for') || undefined);
-        await next();
+        return next();
       };
     },
   };

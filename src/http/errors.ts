@@ -24,10 +24,9 @@ function toAppError(err: unknown): AppError {
 }
 
 export function errorHandler(log: Logger) {
-  return async function handleErrors(ctx: Context, next: Next) {
-    try {
-      await next();
-    } catch (err) {
+  // Not async: see securityHeaders (views.ts).
+  return function handleErrors(ctx: Context, next: Next) {
+    return next().catch((err: unknown) => {
       const error = toAppError(err);
       if (error.status >= 500) {
         log.error('request failed', { path: ctx.path, method: ctx.method, error: String((err as Error)?.stack ?? err) });
@@ -42,6 +41,6 @@ export function errorHandler(log: Logger) {
         return;
       }
       renderPage(ctx, 'error', { title: 'Something went wrong', error: error.code, description }, error.status);
-    }
+    });
   };
 }

@@ -6,15 +6,14 @@ import type { Logger } from '../log.js';
 const INCOMING_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 export function requestLog(log: Logger) {
-  return async function logRequest(ctx: Context, next: Next) {
+  // Not async: see securityHeaders (views.ts).
+  return function logRequest(ctx: Context, next: Next) {
     const incoming = ctx.get('x-request-id');
     const requestId = INCOMING_ID.test(incoming) ? incoming : randomUUID();
     ctx.state.requestId = requestId;
     ctx.set('X-Request-Id', requestId);
     const started = process.hrtime.bigint();
-    try {
-      await next();
-    } finally {
+    const done = () => {
       const route = (ctx as { oidc?: { route?: string } }).oidc?.route ?? (ctx as { _matchedRoute?: string })._matchedRoute ?? ctx.path.split('?')[0];
       const fields = {
         request_id: requestId, method: ctx.method, route: String(route), status: ctx.status,
@@ -22,6 +21,10 @@ export function requestLog(log: Logger) {
       };
       if (ctx.status >= 500) log.error('request', fields);
       else log.info('request', fields);
-    }
+    };
+    return next().then(done, (err: unknown) => {
+      done();
+      throw err;
+    });
   };
 }

@@ -47,9 +47,12 @@ export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead 
   return class KnexAdapter implements Adapter {
     constructor(private readonly kind: string) {}
 
-    async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
-      if (this.kind === 'Grant') readAhead.forget(`grant:${id}`);
-      await queries.upsert({
+    // The hot paths (upsert, find) hand back the queries' promises instead of awaiting them: every async
+    // layer costs promises, which cost more with async hooks on (oidc-provider's request context).
+    upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+      const grant = this.kind === 'Grant';
+      if (grant) readAhead.forget(`grant:${id}`);
+      const written = queries.upsert({
         kind: this.kind,
         id,
         payload: JSON.stringify(payload),
@@ -61,21 +64,22 @@ export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead 
         consumed_at: null,
       });
       // Again after the write: a read of this request that was in flight meanwhile may have kept the old row.
-      if (this.kind === 'Grant') readAhead.forget(`grant:${id}`);
+      return grant ? written.then(() => readAhead.forget(`grant:${id}`)) : written;
     }
 
     // A token of a grant comes with its grant and its user (read-ahead.ts).
-    async find(id: string) {
-      if (!storable(id)) return undefined;
+    find(id: string): Promise<AdapterPayload | undefined> {
+      if (!storable(id)) return Promise.resolve(undefined);
       if (this.kind === 'Grant') {
         const early = readAhead.take<LiveRow>(`grant:${id}`);
-        if (early) return parse(early);
+        if (early) return Promise.resolve(parse(early));
       }
-      if (!GRANTABLE.includes(this.kind) || !readAhead.active()) return parse(await queries.findLive(this.kind, 'id', id, now()));
-      const found = await queries.findLiveWithGrantAndUser(this.kind, id, now());
-      if (found?.grant) readAhead.keep(`grant:${found.grant.id}`, found.grant.row);
-      if (found?.user) readAhead.keep(`user:${found.user.id}`, found.user);
-      return parse(found?.row);
+      if (!GRANTABLE.includes(this.kind) || !readAhead.active()) return queries.findLive(this.kind, 'id', id, now()).then(parse);
+      return queries.findLiveWithGrantAndUser(this.kind, id, now()).then((found) => {
+        if (found?.grant) readAhead.keep(`grant:${found.grant.id}`, found.grant.row);
+        if (found?.user) readAhead.keep(`user:${found.user.id}`, found.user);
+        return parse(found?.row);
+      });
     }
 
     async findByUid(uid: string) {

@@ -115,32 +115,33 @@ export function createOidcPayloadQueries(db: Knex) {
     one: async (key) => (await findMany([key]))[0],
   });
   return {
-    async upsert(row: PayloadRow): Promise<void> {
-      // SQLite commits the writes of one turn together by itself (sqlite-direct.ts).
-      await (pg ? upsertBatched(row) : upsertOne(row));
+    upsert(row: PayloadRow): Promise<void> {
+      // SQLite's writer commits the writes that reach it together by itself (sqlite-thread.ts).
+      return pg ? upsertBatched(row) : upsertOne(row);
     },
     /** The live row of `kind` whose `column` is `value`; expired rows count as absent. */
-    async findLive(kind: string, column: Lookup, value: string, nowSeconds: number):
-    Promise<LiveRow | undefined> {
-      return found(await run.get<Found>(SQL.findLive[column], [kind, value, nowSeconds]));
+    findLive(kind: string, column: Lookup, value: string, nowSeconds: number): Promise<LiveRow | undefined> {
+      return run.get<Found>(SQL.findLive[column], [kind, value, nowSeconds]).then(found);
     },
     /**
      * The live row of `kind` with primary key `id`, with the row of its grant when that is live and the
      * profile of its user (no password hash) when it names one that exists: one statement instead of three.
      */
-    async findLiveWithGrantAndUser(kind: string, id: string, nowSeconds: number):
+    findLiveWithGrantAndUser(kind: string, id: string, nowSeconds: number):
     Promise<{ row: LiveRow; grant?: { id: string; row: LiveRow }; user?: UserProfile } | undefined> {
-      const first = await (pg
+      const read = pg
         ? findBatched({ kind, id, now: nowSeconds })
-        : run.get<FoundWithGrant>(SQL.findLiveWithGrantAndUser, [nowSeconds, kind, id, nowSeconds]));
-      if (!first) return undefined;
-      const grant = first.grant_id != null && first.grant_payload != null
-        ? { id: first.grant_id, row: found({ payload: first.grant_payload, consumed_at: first.grant_consumed_at })! }
-        : undefined;
-      const user = first.u_id != null
-        ? toProfile(Object.fromEntries(PROFILE_COLUMNS.map((c) => [c, first[`u_${c}`]])))
-        : undefined;
-      return { row: found(first)!, grant, user };
+        : run.get<FoundWithGrant>(SQL.findLiveWithGrantAndUser, [nowSeconds, kind, id, nowSeconds]);
+      return read.then((first) => {
+        if (!first) return undefined;
+        const grant = first.grant_id != null && first.grant_payload != null
+          ? { id: first.grant_id, row: found({ payload: first.grant_payload, consumed_at: first.grant_consumed_at })! }
+          : undefined;
+        const user = first.u_id != null
+          ? toProfile(Object.fromEntries(PROFILE_COLUMNS.map((c) => [c, first[`u_${c}`]])))
+          : undefined;
+        return { row: found(first)!, grant, user };
+      });
     },
     /** Whether the row is stored, expired or not, and its grant. */
     async stored(kind: string, id: string): Promise<{ grant_id: string | null } | undefined> {
