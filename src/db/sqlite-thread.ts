@@ -1,27 +1,28 @@
 /**
- * The embedded SQLite store, split over two threads: every write runs on a thread of its own (the
- * writer), every read of the fast path on the request thread.
+ * The embedded SQLite store on a thread of its own (the writer), so that no request waits for the disk.
  *
  * better-sqlite3 is synchronous. With `synchronous = FULL` (connect.ts) a commit waits for the WAL to
- * reach the disk: ≈ 250 µs of fdatasync on this VM, a third of it kernel CPU, during which the request
- * thread would serve nobody. So one connection, owned by the writer thread, runs every statement that
- * writes (and everything knex sends: migrations, transactions, the CLI's queries), and the request thread
- * keeps a read-only connection for the reads of the fast path (sqlite-direct.ts), which WAL lets run beside
- * the writer (https://www.sqlite.org/wal.html#concurrency). A read sees every commit whose promise has
- * settled: the writer answers only after the commit is in the WAL index, and with FULL, on disk.
+ * reach the disk: ≈ 250 µs of fdatasync on the benchmark's VM, a third of it kernel CPU, during which the
+ * request thread would serve nobody. So one connection, owned by the writer thread, runs every statement
+ * that writes (and everything knex sends: migrations, transactions, the CLI's queries). The request thread
+ * keeps a read-only connection beside it (WAL lets readers run beside a writer,
+ * https://www.sqlite.org/wal.html#concurrency) for the fast path's reads while the writer is busy (see
+ * SqliteConnection.read). A read sees every commit whose promise has settled: the writer answers only
+ * after the commit is in the WAL index, and with FULL, on disk.
  *
  * Two kinds of work reach the writer:
  * - knex's statements, run at once and in order, as knex sends them on its one pooled connection (a
  *   transaction's BEGIN … COMMIT arrive one by one, each after the previous answer);
- * - the fast path's statements, which run outside any transaction: all that have reached the writer when
- *   it is free (those sent while it synced the last commit) are committed together (group commit), never
- *   inside a knex transaction (they wait for it to end), and each caller is answered after that commit.
- *   If the batch fails, each is run alone, so a bad statement fails only its own caller.
+ * - the fast path's statements (sqlite-direct.ts), which run outside any transaction (they wait for knex's
+ *   to end): of all that have reached the writer when it is free (those sent while it synced the last
+ *   commit), the reads are answered at once and the writes committed together (group commit), each
+ *   answered after that commit. If the batch fails, each write is run alone, so a bad statement fails
+ *   only its own caller.
  *
- * The price, per statement sent to the writer: the request thread posts it and reads the answer (≈ 16 µs
- * on the benchmark's VM), and its next read after another connection's commit finds its page cache
- * dropped (SQLite keeps one per connection and empties it when the database changed). The gain: no
- * request waits behind another's commit, however slow the disk (README, Performance).
+ * The price: the request thread posts each statement and reads its answer (≈ 3.5 µs to post to a writer
+ * that is awake, 17 µs to one asleep, on the benchmark's VM; hence the writer stays awake a little after
+ * each batch). The gain: no request waits behind another's commit, however slow the disk (README,
+ * Performance).
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
@@ -33,6 +34,9 @@ const require = createRequire(import.meta.url);
 const driverPath = require.resolve('better-sqlite3');
 /** The statements a connection keeps prepared (an `IN (…)` of another length is another statement). */
 const CACHED_STATEMENTS = 256;
+/** How long the writer stays awake after a batch, and how often it then looks for more (milliseconds; see the writer's message handler). */
+const STAY_AWAKE_MS = 0.25;
+const LOOK_EVERY_MS = 0.05;
 
 /**
  * knex prepares every statement anew for each query; on SQLite that parse is a good share of a small
@@ -121,28 +125,45 @@ function fast(item) {
 
 // The fast path's statements waiting for their commit.
 let queued = [];
+// Set while the writer commits (syncs) or knex's transaction is open: the request thread then reads on its
+// own connection rather than wait (see SqliteConnection.read).
+const busy = new Int32Array(workerData.busy);
 function commitQueued() {
   // Inside knex's transaction: they run once it has ended (see the message handler).
   if (db.inTransaction || queued.length === 0) return;
-  const batch = queued;
+  // Reads first, outside any transaction, and answered at once: they need not wait for the commit's sync.
+  const batch = [];
+  for (const item of queued) {
+    let readonly = true;
+    try { readonly = prepare(item.sql).readonly; } catch {}
+    if (readonly) answer(item.id, () => fast(item));
+    else batch.push(item);
+  }
   queued = [];
-  if (batch.length > 1) {
-    try {
-      db.exec('BEGIN IMMEDIATE');
-      const results = batch.map(fast);
-      db.exec('COMMIT');
-      batch.forEach((item, i) => replies.push(item.id, 1, results[i]));
-      return;
-    } catch (err) {
-      if (db.inTransaction) db.exec('ROLLBACK');
-      // Locked by another process past busy_timeout: alone, each would wait as long again.
-      if (String(err && err.code).startsWith('SQLITE_BUSY')) {
-        for (const item of batch) replies.push(item.id, 0, failure(err));
+  send();
+  if (batch.length === 0) return;
+  Atomics.store(busy, 0, 1);
+  try {
+    if (batch.length > 1) {
+      try {
+        db.exec('BEGIN IMMEDIATE');
+        const results = batch.map(fast);
+        db.exec('COMMIT');
+        batch.forEach((item, i) => replies.push(item.id, 1, results[i]));
         return;
+      } catch (err) {
+        if (db.inTransaction) db.exec('ROLLBACK');
+        // Locked by another process past busy_timeout: alone, each would wait as long again.
+        if (String(err && err.code).startsWith('SQLITE_BUSY')) {
+          for (const item of batch) replies.push(item.id, 0, failure(err));
+          return;
+        }
       }
     }
+    for (const item of batch) answer(item.id, () => fast(item));
+  } finally {
+    Atomics.store(busy, 0, 0);
   }
-  for (const item of batch) answer(item.id, () => fast(item));
 }
 
 const texts = [];
@@ -157,19 +178,48 @@ function take(message) {
     at += 4 + count;
     if (typeof sql === 'number') sql = texts[sql];
     else if (op !== QUERY) texts.push(sql);
-    if (op === QUERY) answer(id, () => query({ sql, params }));
+    if (op === QUERY) {
+      Atomics.store(busy, 0, 1);
+      answer(id, () => query({ sql, params }));
+      Atomics.store(busy, 0, db.inTransaction ? 1 : 0);
+    }
     else if (op === CLOSE) closing = id;
     else queued.push({ op, id, sql, params });
   }
 }
-parentPort.on('message', (message) => {
-  take(message);
-  // Everything else that has arrived meanwhile (while the last commit was syncing) joins this commit.
+function drain() {
   for (let more = receiveMessageOnPort(parentPort); more && closing === undefined; more = receiveMessageOnPort(parentPort)) take(more.message);
+}
+// Commits what has arrived (everything sent while the last commit was syncing joins it) and answers.
+function work() {
+  drain();
   commitQueued();
   if (closing !== undefined) answer(closing, () => { db.close(); return 'closed'; });
   send();
-  if (closing !== undefined) parentPort.close();
+  if (closing === undefined) return true;
+  parentPort.close();
+  return false;
+}
+// Waking a thread that sleeps in its event loop costs the thread that posts: on the benchmark's VM a post
+// to a sleeping writer took 17 µs of the request thread, 3.5 µs to one that is awake (2026-12-01). So after
+// a batch the writer stays awake a little, looking for more every 50 µs, before it sleeps again. With the
+// default sync the writer is mostly busy syncing anyway; with sqlite_synchronous: normal its commits are
+// short, and without this each token request woke it (client_credentials fell to 0.64-0.67 of the bare
+// library, against 0.79-0.84 with it). Not longer: between the writes of password sign-ins (milliseconds
+// apart) the looking costs CPU that bcrypt would have used (a millisecond cost sign-ins ≈ 0.02 of the
+// bcrypt ceiling).
+const nap = new Int32Array(new SharedArrayBuffer(4));
+parentPort.on('message', (message) => {
+  take(message);
+  if (!work()) return;
+  for (let idleSince = performance.now(); performance.now() - idleSince < ${STAY_AWAKE_MS};) {
+    Atomics.wait(nap, 0, 0, ${LOOK_EVERY_MS});
+    const more = receiveMessageOnPort(parentPort);
+    if (!more) continue;
+    take(more.message);
+    if (!work()) return;
+    idleSince = performance.now();
+  }
 });
 `;
 
@@ -206,9 +256,11 @@ export class SqliteConnection {
   private stopped?: Error;
   private reader?: Connection;
   private readonly ready: Promise<void>;
+  /** Non-zero while the writer commits or knex's transaction is open (set by the writer). */
+  private readonly writerBusy = new Int32Array(new SharedArrayBuffer(4));
 
   private constructor(filename: string, pragmas: string[]) {
-    this.worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { filename, pragmas } });
+    this.worker = new Worker(WRITER_SOURCE, { eval: true, workerData: { filename, pragmas, busy: this.writerBusy.buffer } });
     this.ready = new Promise<void>((resolve, reject) => this.pending.set(0, { resolve: () => resolve(), reject }));
     this.worker.on('message', (replies: unknown[]) => this.settle(replies));
     this.worker.on('error', (err) => {
@@ -256,10 +308,20 @@ export class SqliteConnection {
     return this.read('all', sql, params) as Promise<T[]>;
   }
 
+  /**
+   * A read runs on the writer while it is free: SQLite drops a connection's page cache whenever another
+   * connection has committed, so a read here after the writer's commits finds its pages cold (a token with
+   * its grant and user took ≈ 30 µs here against ≈ 8 µs on the writer, and refresh_token went from
+   * 0.70–0.77 of the bare library to 0.82). While the writer syncs a commit, waits for a lock or holds
+   * knex's transaction, the read runs here at once instead, on what is committed, rather than wait.
+   */
   private read(op: 'get' | 'all', sql: string, params: SqlValue[]): Promise<unknown> {
     try {
       const statement = this.reader!.prepare(sql);
-      if (statement.readonly) return Promise.resolve(statement[op](...params));
+      if (statement.readonly && Atomics.load(this.writerBusy, 0) !== 0) {
+        this.readsHere += 1;
+        return Promise.resolve(statement[op](...params));
+      }
     } catch (err) {
       return Promise.reject(err);
     }
@@ -267,10 +329,13 @@ export class SqliteConnection {
     return op === 'get' ? this.send(op, sql, params).then((row) => row ?? undefined) : this.send(op, sql, params);
   }
 
+  /** Reads run on this thread's connection so far (the others ran on the writer). */
+  readsHere = 0;
+
   /** Whether the writer still runs (knex's pool replaces a connection whose writer has ended). */
   get usable(): boolean { return !this.stopped; }
 
-  /** The read-only connection of this thread (tests look at the statements it prepares). */
+  /** The read-only connection of this thread (it also tells which statements only read). */
   get readConnection(): Connection { return this.reader!; }
 
   /** Commits what is queued, closes both connections and ends the thread. */
