@@ -52,7 +52,6 @@ class BcryptPool implements Bcrypt {
 
   private spawn(): Worker {
     const worker = new Worker(WORKER_SOURCE, { eval: true });
-    worker.unref();
     worker.on('message', (msg: { id: number; result?: unknown; error?: string }) => {
       const task = this.running.get(worker);
       this.running.delete(worker);
@@ -70,6 +69,8 @@ class BcryptPool implements Bcrypt {
       this.idle.push(this.spawn());
       this.drain();
     });
+    // After the listeners: adding a 'message' listener refs the worker's port again.
+    worker.unref();
     return worker;
   }
 

@@ -19,10 +19,9 @@
  *   answered after that commit. If the batch fails, each write is run alone, so a bad statement fails
  *   only its own caller.
  *
- * The price: the request thread posts each statement and reads its answer (≈ 3.5 µs to post to a writer
- * that is awake, 17 µs to one asleep, on the benchmark's VM; hence the writer stays awake a little after
- * each batch). The gain: no request waits behind another's commit, however slow the disk (README,
- * Performance).
+ * The price: the request thread posts each statement and reads its answer (on the benchmark's VM ≈ 3.5 µs
+ * to post to a writer that is awake, 17 µs to one that sleeps, which the host must wake). The gain: no
+ * request waits behind another's commit, however slow the disk (README, Performance).
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
@@ -34,9 +33,6 @@ const require = createRequire(import.meta.url);
 const driverPath = require.resolve('better-sqlite3');
 /** The statements a connection keeps prepared (an `IN (…)` of another length is another statement). */
 const CACHED_STATEMENTS = 256;
-/** How long the writer stays awake after a batch, and how often it then looks for more (milliseconds; see the writer's message handler). */
-const STAY_AWAKE_MS = 0.25;
-const LOOK_EVERY_MS = 0.05;
 
 /**
  * knex prepares every statement anew for each query; on SQLite that parse is a good share of a small
@@ -64,7 +60,8 @@ function cachePreparedStatements(conn: { prepare(sql: string): unknown }, size: 
  * - to the writer, per statement: op, id, statement, parameter count, parameters. The statement is its
  *   text, or for the fast path's statements (a fixed set) the number both sides gave the text when it was
  *   first sent (their texts are sent once).
- * - to this thread, per answer: id, 1 and the result, or id, 0 and [message, code].
+ * - to this thread, per answer: id, 1 and the result; id, 0 and [message, code]; or, for a read that
+ *   arrived inside knex's transaction, id, 2 and null (read it on your own connection).
  */
 const OP = { query: 0, write: 1, get: 2, all: 3, close: 4 } as const;
 type Op = keyof typeof OP;
@@ -123,25 +120,16 @@ function fast(item) {
   return (item.op === GET ? statement.get(item.params) : statement.all(item.params)) ?? null;
 }
 
-// The fast path's statements waiting for their commit.
+// The fast path's writes waiting for their commit.
 let queued = [];
 // Set while the writer commits (syncs) or knex's transaction is open: the request thread then reads on its
 // own connection rather than wait (see SqliteConnection.read).
 const busy = new Int32Array(workerData.busy);
 function commitQueued() {
-  // Inside knex's transaction: they run once it has ended (see the message handler).
+  // Inside knex's transaction: they run once it has ended (see take).
   if (db.inTransaction || queued.length === 0) return;
-  // Reads first, outside any transaction, and answered at once: they need not wait for the commit's sync.
-  const batch = [];
-  for (const item of queued) {
-    let readonly = true;
-    try { readonly = prepare(item.sql).readonly; } catch {}
-    if (readonly) answer(item.id, () => fast(item));
-    else batch.push(item);
-  }
+  const batch = queued;
   queued = [];
-  send();
-  if (batch.length === 0) return;
   Atomics.store(busy, 0, 1);
   try {
     if (batch.length > 1) {
@@ -182,48 +170,47 @@ function take(message) {
       Atomics.store(busy, 0, 1);
       answer(id, () => query({ sql, params }));
       Atomics.store(busy, 0, db.inTransaction ? 1 : 0);
+    } else if (op === CLOSE) {
+      closing = id;
+    } else if (readonly(sql)) {
+      // A read, answered as it arrives; inside knex's transaction it would see (or wait for) that
+      // transaction, so the request thread is told to read it on its own connection (code 2).
+      if (db.inTransaction) replies.push(id, 2, null);
+      else answer(id, () => fast({ op, sql, params }));
+    } else {
+      queued.push({ op, id, sql, params });
     }
-    else if (op === CLOSE) closing = id;
-    else queued.push({ op, id, sql, params });
   }
+}
+function readonly(sql) {
+  // A statement that cannot be prepared is queued and fails on its own when run.
+  try { return prepare(sql).readonly; } catch { return false; }
 }
 function drain() {
   for (let more = receiveMessageOnPort(parentPort); more && closing === undefined; more = receiveMessageOnPort(parentPort)) take(more.message);
 }
-// Commits what has arrived (everything sent while the last commit was syncing joins it) and answers.
+// Answers the reads that have arrived, then commits the writes (everything sent while the last commit was
+// syncing joins it) and answers them.
 function work() {
   drain();
+  send();
   commitQueued();
   if (closing !== undefined) answer(closing, () => { db.close(); return 'closed'; });
   send();
-  if (closing === undefined) return true;
-  parentPort.close();
-  return false;
+  if (closing !== undefined) parentPort.close();
 }
-// Waking a thread that sleeps in its event loop costs the thread that posts: on the benchmark's VM a post
-// to a sleeping writer took 17 µs of the request thread, 3.5 µs to one that is awake (2026-12-01). So after
-// a batch the writer stays awake a little, looking for more every 50 µs, before it sleeps again. With the
-// default sync the writer is mostly busy syncing anyway; with sqlite_synchronous: normal its commits are
-// short, and without this each token request woke it (client_credentials fell to 0.64-0.67 of the bare
-// library, against 0.79-0.84 with it). Not longer: between the writes of password sign-ins (milliseconds
-// apart) the looking costs CPU that bcrypt would have used (a millisecond cost sign-ins ≈ 0.02 of the
-// bcrypt ceiling).
-const nap = new Int32Array(new SharedArrayBuffer(4));
 parentPort.on('message', (message) => {
   take(message);
-  if (!work()) return;
-  for (let idleSince = performance.now(); performance.now() - idleSince < ${STAY_AWAKE_MS};) {
-    Atomics.wait(nap, 0, 0, ${LOOK_EVERY_MS});
-    const more = receiveMessageOnPort(parentPort);
-    if (!more) continue;
-    take(more.message);
-    if (!work()) return;
-    idleSince = performance.now();
-  }
+  work();
 });
 `;
 
-interface Pending { resolve(result: unknown): void; reject(error: Error): void }
+interface Pending {
+  resolve(result: unknown): void;
+  reject(error: Error): void;
+  /** For a read: runs it on this thread's connection instead. */
+  here?: () => unknown;
+}
 
 const bindable = (value: unknown) => value === null || ['string', 'number', 'bigint'].includes(typeof value) || value instanceof Uint8Array;
 
@@ -249,6 +236,8 @@ export class SqliteConnection {
   private readonly worker: Worker;
   private readonly pending = new Map<number, Pending>();
   private outgoing: Array<SqlValue | undefined> = [];
+  /** The reads among them, which may yet be read here instead. */
+  private outgoingReads: number[] = [];
   /** The fast path's statement texts the writer has been sent, by number. */
   private readonly texts = new Map<string, number>();
   private nextId = 1;
@@ -312,21 +301,27 @@ export class SqliteConnection {
    * A read runs on the writer while it is free: SQLite drops a connection's page cache whenever another
    * connection has committed, so a read here after the writer's commits finds its pages cold (a token with
    * its grant and user took ≈ 30 µs here against ≈ 8 µs on the writer, and refresh_token went from
-   * 0.70–0.77 of the bare library to 0.82). While the writer syncs a commit, waits for a lock or holds
-   * knex's transaction, the read runs here at once instead, on what is committed, rather than wait.
+   * 0.70–0.77 of the bare library to 0.81–0.84). While the writer syncs a commit, waits for a lock or holds
+   * knex's transaction, the read runs here instead, on what is committed, rather than wait: when it is
+   * asked (the writer's flag), when it is sent (the flag again), and when the writer answers that its
+   * transaction is open. (A read sent just as the writer starts a commit waits for that commit.)
    */
   private read(op: 'get' | 'all', sql: string, params: SqlValue[]): Promise<unknown> {
+    let here: () => unknown;
     try {
       const statement = this.reader!.prepare(sql);
-      if (statement.readonly && Atomics.load(this.writerBusy, 0) !== 0) {
+      // A write with RETURNING: only the writer may run it.
+      if (!statement.readonly) return this.send(op, sql, params).then((row) => row ?? undefined);
+      here = () => {
         this.readsHere += 1;
-        return Promise.resolve(statement[op](...params));
-      }
+        return statement[op](...params);
+      };
+      if (Atomics.load(this.writerBusy, 0) !== 0) return Promise.resolve(here());
     } catch (err) {
       return Promise.reject(err);
     }
     // The writer answers null for no row.
-    return op === 'get' ? this.send(op, sql, params).then((row) => row ?? undefined) : this.send(op, sql, params);
+    return this.send(op, sql, params, here).then((row) => row ?? undefined);
   }
 
   /** Reads run on this thread's connection so far (the others ran on the writer). */
@@ -343,10 +338,12 @@ export class SqliteConnection {
     const closed = this.send('close', '', []);
     this.reader?.close();
     await closed.catch(() => undefined);
+    // Held until the thread has ended: once the answer is in, nothing else may keep the process alive.
+    this.worker.ref();
     await new Promise<void>((resolve) => { if (this.worker.threadId === -1) resolve(); else this.worker.once('exit', () => resolve()); });
   }
 
-  private send(op: Op, sql: string, params: SqlValue[]): Promise<unknown> {
+  private send(op: Op, sql: string, params: SqlValue[], here?: () => unknown): Promise<unknown> {
     return new Promise((resolve, reject) => {
       if (this.stopped) {
         reject(this.stopped);
@@ -361,7 +358,8 @@ export class SqliteConnection {
       const id = this.nextId++;
       // Like a socket, the thread keeps the process alive only while a statement waits for its answer.
       if (this.pending.size === 0) this.worker.ref();
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, here });
+      if (here) this.outgoingReads.push(id);
       let statement: string | number = sql;
       if (op !== 'query') {
         const known = this.texts.get(sql);
@@ -378,8 +376,11 @@ export class SqliteConnection {
   }
 
   private flush(): void {
+    const reads = this.outgoingReads.splice(0);
     try {
       this.worker.postMessage(this.outgoing.splice(0));
+      // Busy since the reads were asked: read them here now (the writer's answers, later, are ignored).
+      if (reads.length > 0 && Atomics.load(this.writerBusy, 0) !== 0) this.settle(reads.flatMap((id) => [id, 2, null]));
     } catch (err) {
       // The writer and this thread no longer agree on what was sent (the numbering of statement texts):
       // this connection is done; knex's pool opens another (validateConnection).
@@ -397,6 +398,12 @@ export class SqliteConnection {
       this.pending.delete(id);
       if (replies[at + 1] === 1) {
         pending.resolve(revive(replies[at + 2]));
+      } else if (replies[at + 1] === 2 && pending.here) {
+        try {
+          pending.resolve(pending.here());
+        } catch (err) {
+          pending.reject(err as Error);
+        }
       } else {
         const [message, code] = replies[at + 2] as [string, string | undefined];
         pending.reject(Object.assign(new Error(message), code ? { code } : {}));

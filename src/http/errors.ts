@@ -16,7 +16,7 @@ function toAppError(err: unknown): AppError {
   if (err instanceof oidcErrors.OIDCProviderError && err.expose) {
     return new AppError(err.error, err.error_description ?? err.message, { status: err.status, cause: err });
   }
-  const status = (err as { status?: number }).status;
+  const status = (err as { status?: number } | null | undefined)?.status;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return new AppError('invalid_request', 'The request could not be understood.', { status, cause: err });
   }
@@ -31,7 +31,7 @@ export function errorHandler(log: Logger) {
       if (error.status >= 500) {
         log.error('request failed', { path: ctx.path, method: ctx.method, error: String((err as Error)?.stack ?? err) });
       }
-      const retryAfter = (err as { retryAfter?: number }).retryAfter;
+      const retryAfter = (err as { retryAfter?: number } | null | undefined)?.retryAfter;
       if (typeof retryAfter === 'number') ctx.set('Retry-After', String(Math.ceil(retryAfter)));
       const description = error.expose ? error.message : 'Something went wrong on our side. Please try again later.';
       if (ctx.path.startsWith('/api/') || (ctx.accepts('html', 'json') === 'json')) {

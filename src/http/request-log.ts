@@ -13,17 +13,20 @@ export function requestLog(log: Logger) {
     ctx.state.requestId = requestId;
     ctx.set('X-Request-Id', requestId);
     const started = process.hrtime.bigint();
-    const done = () => {
+    const done = (status: number) => {
       const route = (ctx as { oidc?: { route?: string } }).oidc?.route ?? (ctx as { _matchedRoute?: string })._matchedRoute ?? ctx.path.split('?')[0];
       const fields = {
-        request_id: requestId, method: ctx.method, route: String(route), status: ctx.status,
+        request_id: requestId, method: ctx.method, route: String(route), status,
         ms: Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10, ip: ctx.ip,
       };
-      if (ctx.status >= 500) log.error('request', fields);
+      if (status >= 500) log.error('request', fields);
       else log.info('request', fields);
     };
-    return next().then(done, (err: unknown) => {
-      done();
+    return next().then(() => done(ctx.status), (err: unknown) => {
+      // An error the error handler did not turn into an answer: koa answers it, with its own status when
+      // it exposes one (a client error), else 500.
+      const { status, expose } = (err ?? {}) as { status?: unknown; expose?: unknown };
+      done(expose === true && typeof status === 'number' && status >= 400 && status < 500 ? status : 500);
       throw err;
     });
   };

@@ -575,6 +575,22 @@ describe('SQLite, written on a thread of its own', () => {
     expect(await payloads.findLive('AccessToken', 'id', 'behind-lock', 0)).toEqual({ payload: '{}', consumed_at: null });
   });
 
+  // Inside the transaction the writer's connection would show the transaction's own rows (or make the
+  // read wait for its end: here, for ever, since the transaction waits for the read).
+  it('answers a read sent while a knex transaction is open from what is committed, without waiting for it', async () => {
+    const payloads = createOidcPayloadQueries(env.db);
+    await payloads.upsert(row('committed-before'));
+    const seen = await env.db.transaction(async (trx) => {
+      await trx('oidc_payloads').insert(row('uncommitted'));
+      return Promise.all([
+        payloads.findLive('AccessToken', 'id', 'committed-before', 0),
+        payloads.findLive('AccessToken', 'id', 'uncommitted', 0),
+      ]);
+    });
+    expect(seen).toEqual([{ payload: '{}', consumed_at: null }, undefined]);
+    expect(await payloads.findLive('AccessToken', 'id', 'uncommitted', 0)).toEqual({ payload: '{}', consumed_at: null });
+  });
+
   it('answers a failed statement with its error and code, and keeps serving', async () => {
     await expect(env.db.raw('select * from no_such_table')).rejects.toMatchObject({ message: expect.stringMatching(/no such table/), code: 'SQLITE_ERROR' });
     const run = statements(env.db);
