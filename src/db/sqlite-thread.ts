@@ -31,6 +31,8 @@ import type { SqlValue } from './fast-path.js';
 
 const require = createRequire(import.meta.url);
 const driverPath = require.resolve('better-sqlite3');
+/** SQLITE_MAX_VARIABLE_NUMBER, as better-sqlite3 builds SQLite (https://www.sqlite.org/limits.html#max_variable_number). */
+const MAX_PARAMETERS = 32766;
 /** The statements a connection keeps prepared (an `IN (…)` of another length is another statement). */
 const CACHED_STATEMENTS = 256;
 
@@ -172,7 +174,7 @@ function take(message) {
       Atomics.store(busy, 0, db.inTransaction ? 1 : 0);
     } else if (op === CLOSE) {
       closing = id;
-    } else if (readonly(sql)) {
+    } else if (op !== WRITE && readonly(sql)) {
       // A read, answered as it arrives; inside knex's transaction it would see (or wait for) that
       // transaction, so the request thread is told to read it on its own connection (code 2).
       if (db.inTransaction) replies.push(id, 2, null);
@@ -333,11 +335,15 @@ export class SqliteConnection {
   /** The read-only connection of this thread (it also tells which statements only read). */
   get readConnection(): Connection { return this.reader!; }
 
-  /** Commits what is queued, closes both connections and ends the thread. */
+  /**
+   * Commits what is queued, closes both connections and ends the thread. (A write queued behind a knex
+   * transaction that is still open is rejected: the writer has stopped.)
+   */
   async close(): Promise<void> {
-    const closed = this.send('close', '', []);
+    await this.send('close', '', []).catch(() => undefined);
+    // Only now: until the writer has answered, a read sent before may still come back to be read here
+    // (code 2, or the check in flush).
     this.reader?.close();
-    await closed.catch(() => undefined);
     // Held until the thread has ended: once the answer is in, nothing else may keep the process alive.
     this.worker.ref();
     await new Promise<void>((resolve) => { if (this.worker.threadId === -1) resolve(); else this.worker.once('exit', () => resolve()); });
@@ -349,7 +355,12 @@ export class SqliteConnection {
         reject(this.stopped);
         return;
       }
-      // Ensure every parameter is one SQLite binds (and a message can carry), before anything is numbered.
+      // Ensure every parameter is one SQLite binds (and a message can carry), and not more than it binds,
+      // before anything is numbered or waits: past this point nothing may throw.
+      if (params.length > MAX_PARAMETERS) {
+        reject(new RangeError(`SQLite binds at most ${MAX_PARAMETERS} parameters in a statement, not ${params.length}`));
+        return;
+      }
       const bad = params.find((p) => !bindable(p));
       if (bad !== undefined) {
         reject(new TypeError(`SQLite cannot bind a parameter of type ${typeof bad}`));
@@ -370,7 +381,9 @@ export class SqliteConnection {
       // reaches it while it syncs the previous commit. (Holding them until the previous batch is answered
       // makes a closed loop of requests fall into step: all wait for the same commit while this thread idles.)
       const first = this.outgoing.length === 0;
-      this.outgoing.push(OP[op], id, statement, params.length, ...params);
+      this.outgoing.push(OP[op], id, statement, params.length);
+      // Not a spread: a long list would overflow the call's arguments.
+      for (const param of params) this.outgoing.push(param);
       if (first) queueMicrotask(() => this.flush());
     });
   }
@@ -398,8 +411,10 @@ export class SqliteConnection {
       this.pending.delete(id);
       if (replies[at + 1] === 1) {
         pending.resolve(revive(replies[at + 2]));
-      } else if (replies[at + 1] === 2 && pending.here) {
+      } else if (replies[at + 1] === 2) {
         try {
+          // Only reads are handed back (the writer checks the op too); anything else is a bug, not a crash.
+          if (!pending.here) throw new Error('the SQLite writer handed back a statement that is not a read');
           pending.resolve(pending.here());
         } catch (err) {
           pending.reject(err as Error);

@@ -1,9 +1,12 @@
 /** Storage shared by instances: the oidc-provider adapter, the keystore, and a sign-in that hops instances. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import Database from 'better-sqlite3';
 import { connect } from '../../src/db/connect.js';
 import { sqliteConnection } from '../../src/db/sqlite-direct.js';
+import { SqliteConnection } from '../../src/db/sqlite-thread.js';
 import { statements } from '../../src/db/fast.js';
 import { migrate, pendingMigrations } from '../../src/db/migrate.js';
 import { migratedDb, createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
@@ -589,6 +592,52 @@ describe('SQLite, written on a thread of its own', () => {
     });
     expect(seen).toEqual([{ payload: '{}', consumed_at: null }, undefined]);
     expect(await payloads.findLive('AccessToken', 'id', 'uncommitted', 0)).toEqual({ payload: '{}', consumed_at: null });
+  });
+
+  // A connection of its own, on a file of its own: these close it.
+  const ownConnection = async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'wrnexus-thread-'));
+    const conn = await SqliteConnection.open(path.join(dir, 'db.sqlite'), ['journal_mode = WAL', 'synchronous = FULL']);
+    await conn.query('create table t (id integer primary key, v text)', []);
+    await conn.query("insert into t values (1, 'one')", []);
+    return { conn, dispose: () => rmSync(dir, { recursive: true, force: true }) };
+  };
+
+  // The writer hands the read back (code 2) from inside the transaction; it must still find this
+  // thread's connection open.
+  it('answers a read sent just before close(), also one handed back from inside a transaction', async () => {
+    const { conn, dispose } = await ownConnection();
+    // Not awaited: the read is asked while the writer is still free, and reaches it inside the transaction.
+    const begun = conn.query('BEGIN', []);
+    const read = conn.get<{ v: string }>('select v from t where id = 1', []);
+    await conn.close();
+    await begun;
+    await expect(read).resolves.toEqual({ v: 'one' });
+    dispose();
+  });
+
+  // The writer tells reads from writes by the op, not only by the text: a statement sent as a write is
+  // never handed back to be read here, so it waits for the transaction and the answers after it arrive.
+  it('runs a statement sent as a write on the writer even when its text only reads', async () => {
+    const { conn, dispose } = await ownConnection();
+    await conn.query('BEGIN', []);
+    const write = conn.write('select 1', []);
+    await expect(conn.query('select 2 as two', [])).resolves.toEqual({ rows: [{ two: 2 }] });
+    await conn.query('COMMIT', []);
+    await expect(write).resolves.toBeUndefined();
+    await conn.close();
+    dispose();
+  });
+
+  // Numbering a statement's text and then failing to send it would put the two threads out of step.
+  it('refuses more parameters than SQLite binds before numbering the statement, and keeps its numbering', async () => {
+    const { conn, dispose } = await ownConnection();
+    await expect(conn.write('insert into t (v) values (?)', new Array(200_000).fill('x'))).rejects.toThrow(/at most 32766 parameters/);
+    await expect(conn.get("select 'A' as which", [])).resolves.toEqual({ which: 'A' });
+    await expect(conn.get("select 'B' as which", [])).resolves.toEqual({ which: 'B' });
+    await expect(conn.get("select 'A' as which", [])).resolves.toEqual({ which: 'A' });
+    await conn.close();
+    dispose();
   });
 
   it('answers a failed statement with its error and code, and keeps serving', async () => {
