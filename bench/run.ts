@@ -141,7 +141,7 @@ async function main() {
     const bare = new Provider(bareServer.url, {
       ...PROTOCOL,
       clients: [{ client_id: 'bench', client_secret: SECRET, redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token', 'client_credentials'] }],
-      jwks: (await loadOrCreateKeys(db, systemClock, maxTokenLifetime(config.ttl))).jwks,
+      jwks: (await loadOrCreateKeys(db, systemClock, maxTokenLifetime(config))).jwks,
       features: { ...Object.fromEntries(PROTOCOL_FEATURES.map((f) => [f, { enabled: true }])), devInteractions: { enabled: false } },
     });
 

@@ -90,7 +90,7 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       audit.record({ type, outcome: 'success', userId: user.id, username: user.username, userAgent: 'idp CLI' });
 
     if (group === 'keys') {
-      const lifetime = maxTokenLifetime(config.ttl);
+      const lifetime = maxTokenLifetime(config);
       if (command === 'rotate' && rest.length === 0) {
         const id = await rotateSigningKeys(db, systemClock);
         const [active, previous] = await signingKeySets(db, Math.floor(Date.now() / 1000), lifetime);

@@ -42,7 +42,8 @@ export interface SigningKeySet {
 
 /**
  * Signing key sets, newest first. The newest signs; an older one stays in the JWKS until every token it
- * can have signed has expired (`maxTokenLifetime` after its successor took over), then retires.
+ * can have signed has expired (`maxTokenLifetime` after its successor took over, which counts the
+ * instances that sign with it until they reload), then retires.
  */
 export async function signingKeySets(db: Db, nowSeconds: number, maxTokenLifetime: number): Promise<SigningKeySet[]> {
   const rows = await createKeystoreQueries(db).list('signing');
@@ -64,8 +65,13 @@ export async function rotateSigningKeys(db: Db, clock: Clock, id = `signing-${ep
   return id;
 }
 
-/** The longest a signed token lives, plus clock skew: how long a replaced key must stay published. */
-export const maxTokenLifetime = (ttl: { id_token: number; access_token: number }) => Math.max(ttl.id_token, ttl.access_token) + 60;
+/**
+ * How long a replaced key must stay published after the rotation: an instance goes on signing with it
+ * until its next reload (up to `keys.reload_seconds` later), and a token signed then lives for the longest
+ * token lifetime; plus a minute of clock skew between instances and relying parties.
+ */
+export const maxTokenLifetime = (config: { ttl: { id_token: number; access_token: number }; keys: { reload_seconds: number } }) =>
+  config.keys.reload_seconds + Math.max(config.ttl.id_token, config.ttl.access_token) + 60;
 
 export async function loadOrCreateKeys(db: Db, clock: Clock, maxTokenLifetime = 0): Promise<ProviderKeys> {
   const keystore = createKeystoreQueries(db);

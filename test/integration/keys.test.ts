@@ -8,6 +8,7 @@ import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers
 import { defaultClients, REDIRECT_URI, startIdp, TEST_SECRET, TEST_SECRET_KEY, type TestIdp } from '../helpers/idp.js';
 import { signIn } from '../helpers/flows.js';
 import { projectRoot } from '../../src/paths.js';
+import { maxTokenLifetime, rotateSigningKeys, signingKeySets } from '../../src/oidc/keys.js';
 
 const clients = [
   ...defaultClients(REDIRECT_URI),
@@ -106,14 +107,40 @@ describe.each(databaseKinds())('signing keys on %s', (kind) => {
     expect(sets[0]!.keys.map((k) => k.kid)).toContain(newKid);
     expect(sets[1]!.status).toBe('published');
 
-    // Past the longest token lifetime the old key retires from every instance's JWKS.
-    now += (one.config.ttl.id_token + 120) * 1000;
+    // Once the last token an instance can have signed with it has expired, the old key retires from every
+    // instance's JWKS.
+    // (The CLI rotated on the real clock, which may be ahead of this test's.)
+    now = Math.max(now, Date.now()) + (maxTokenLifetime(one.config) + 1) * 1000;
     await one.reloadKeys();
     await two.reloadKeys();
     for (const via of [one, two]) {
       const published = await jwks(via);
       expect(published.keys.map((k) => k.kid)).not.toContain(oldKid);
       await expect(verify(before, published)).rejects.toThrow();
+    }
+  });
+
+  // An instance signs with the replaced key until its next reload, keys.reload_seconds after the rotation
+  // at most; what it signs then must verify for the token's whole lifetime.
+  it('keeps a replaced key published until the tokens an instance signed with it before reloading expire', async () => {
+    const slow = await startIdp(database, { issuer, clients, clock, extra: { keys: { reload_seconds: 600 } } });
+    try {
+      const oldKid = decodeProtectedHeader(await signInFor('first-party', slow)).kid!;
+      await rotateSigningKeys(slow.db, clock);
+      const [rotated] = await signingKeySets(slow.db, Math.floor(now / 1000), maxTokenLifetime(slow.config));
+      now = (rotated!.createdAt + 599) * 1000;
+      const late = await signInFor('first-party', slow);
+      expect(decodeProtectedHeader(late).kid).toBe(oldKid);
+      // A second before that token expires: still in every instance's JWKS.
+      now = (rotated!.createdAt + 599 + slow.config.ttl.id_token - 1) * 1000;
+      expect(await slow.reloadKeys()).toBe(true);
+      expect((await jwks(slow)).keys.map((k) => k.kid)).toContain(oldKid);
+      // Once every such token has expired (and the minute for clock skew), it retires.
+      now = (rotated!.createdAt + maxTokenLifetime(slow.config) + 1) * 1000;
+      await slow.reloadKeys();
+      expect((await jwks(slow)).keys.map((k) => k.kid)).not.toContain(oldKid);
+    } finally {
+      await slow.close();
     }
   });
 
