@@ -9,6 +9,7 @@ import { sqliteConnection } from '../../src/db/sqlite-direct.js';
 import { SqliteConnection } from '../../src/db/sqlite-thread.js';
 import { statements } from '../../src/db/fast.js';
 import { migrate, pendingMigrations } from '../../src/db/migrate.js';
+import { migrations } from '../../migrations/index.js';
 import { migratedDb, createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { createAdapterFactory, deleteExpiredPayloads } from '../../src/oidc/adapter.js';
 import { createFindAccount } from '../../src/oidc/account.js';
@@ -259,6 +260,22 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       expect(mixed[1]).toEqual(kind === 'postgres' ? expect.objectContaining({ status: 'rejected' }) : { status: 'fulfilled', value: undefined });
       expect(mixed[2]).toMatchObject({ status: 'fulfilled', value: { row: { payload: '{"id":"many-bare"}' } } });
       await users.delete('many-user');
+    });
+
+    // The first start of several instances on one new database (docker-compose.yml): all migrate at once.
+    it('migrates a new database from several instances starting at once', async () => {
+      for (let round = 0; round < 3; round += 1) {
+        const fresh = await createTestDatabase(kind);
+        const instances = Array.from({ length: 4 }, () => connect(fresh.target));
+        try {
+          const applied = await Promise.all(instances.map((db) => migrate(db)));
+          expect(applied.flat().sort()).toEqual(Object.keys(migrations).sort());
+          expect(await pendingMigrations(instances[0]!)).toEqual([]);
+        } finally {
+          await Promise.all(instances.map((db) => db.destroy()));
+          await fresh.dispose();
+        }
+      }
     });
 
     // During a rolling upgrade the database may already hold a newer version's migrations.
