@@ -1,5 +1,7 @@
 /** Start-up: load config → open db → migrate → build app → listen; graceful shutdown. */
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
+import path from 'node:path';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type Config } from './config/load.js';
 import { connect, describeDatabase } from './db/connect.js';
@@ -9,8 +11,12 @@ import { loadSecretKey } from './config/secret-key.js';
 import { createLogger } from './log.js';
 import { deleteExpiredPayloads } from './oidc/adapter.js';
 import { validateClients } from './oidc/validate-clients.js';
+import { projectRoot } from './paths.js';
 
 const CLEANUP_EVERY_MS = 10 * 60 * 1000;
+
+/** `npm run idp --` compiles first; where the compiler is not installed (the Docker image) run the output. */
+const cliCommand = () => (existsSync(path.join(projectRoot, 'node_modules', 'typescript')) ? 'npm run idp --' : 'node dist/src/cli/main.js');
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n`);
@@ -26,7 +32,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(undefined, config.log.level);
-  const db = connect(config);
+  const db = connect(config, log);
   const applied = await migrate(db);
   if (applied.length > 0) log.info('database migrated', { applied });
   const secretKey = loadSecretKey(process.env, config.data_dir, log);
@@ -44,8 +50,15 @@ async function main(): Promise<void> {
       if (req.method !== 'GET' || req.url !== '/metrics') { res.statusCode = 404; res.end(); return; }
       app.metrics!.render().then(({ type, body }) => { res.setHeader('Content-Type', type); res.end(body); },
         () => { res.statusCode = 500; res.end(); });
-    }).listen(config.metrics.port)
+    })
     : undefined;
+  // A port that is taken (or not ours to take) is a configuration problem, not a crash.
+  const refuse = (setting: string, port: number) => (err: NodeJS.ErrnoException) => {
+    const why = err.code === 'EADDRINUSE' ? 'is already in use' : err.code === 'EACCES' ? 'may not be used by this user' : `cannot be used (${err.code ?? err.message})`;
+    db.destroy().finally(() => fail(`wrnexus-sso: ${setting}: port ${port} ${why}.\nRefusing to start.`));
+  };
+  if (metricsServer) metricsServer.once('error', refuse('metrics.port', config.metrics.port!)).listen(config.metrics.port);
+  server.once('error', refuse(process.env.PORT ? 'PORT' : 'port', config.port));
   server.listen(config.port, () => {
     process.stdout.write([
       '',
@@ -56,7 +69,7 @@ async function main(): Promise<void> {
       `  database:  ${describeDatabase(config)}`,
       '',
       'Add the first user with:',
-      '  npm run idp -- users add <username> --email <email>',
+      `  ${cliCommand()} users add <username> --email <email>`,
       '',
     ].join('\n'));
   });

@@ -52,7 +52,11 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
     audit: createAudit({
       events: createSecurityEventQueries(db), clock, log,
       observe: (event) => {
-        if (event.type === 'sign_in') deps.metrics?.signIns.inc({ outcome: event.outcome, factor: String(event.detail?.factor ?? 'all') });
+        if (event.type !== 'sign_in') return;
+        // A finished sign-in is labelled with every factor it took, in the order of its amr ("pwd+hwk"): a
+        // handful of values. A failed or refused one names the factor being checked.
+        const factor = event.outcome === 'success' ? String(event.detail?.amr ?? '').split(' ').filter(Boolean).join('+') : event.detail?.factor;
+        deps.metrics?.signIns.inc({ outcome: event.outcome, factor: String(factor || 'unknown') });
       },
     }),
   };

@@ -153,6 +153,9 @@ export const configSchema = z.strictObject({
     }
     seen.add(client.client_id);
   });
+  if (config.metrics.enabled && config.metrics.port === config.port) {
+    ctx.addIssue({ code: 'custom', path: ['metrics', 'port'], message: `is the main port (${config.port}): leave it out to serve /metrics there behind a bearer_token, or choose another` });
+  }
 });
 
 export type FileConfig = z.infer<typeof configSchema>;

@@ -7,6 +7,7 @@ import path from 'node:path';
 import knex, { type Knex } from 'knex';
 import { namePgStatements, type PgConnection } from './pg-direct.js';
 import { sqliteClient } from './sqlite-thread.js';
+import type { Logger } from '../log.js';
 
 export type Db = Knex;
 
@@ -31,13 +32,29 @@ export function describeDatabase(target: DbTarget): string {
   return `SQLite ${path.join(target.data_dir, 'idp.sqlite')}`;
 }
 
-export function connect(target: DbTarget): Db {
+/**
+ * knex's own messages (a lost connection, a failed acquire, deprecations) go to our log as single JSON
+ * lines; knex would print them with console.log, stack traces and all, between the log's lines.
+ */
+function knexLog(log: Logger | undefined): Knex.Config['log'] {
+  if (!log) return undefined;
+  // The first line: knex appends the error's stack to some ("Acquire connection error: …").
+  const detail = (message: unknown) => ({ detail: (message instanceof Error ? message.message : String(message)).split('\n')[0] });
+  return {
+    warn: (message) => log.warn('database', detail(message)),
+    error: (message) => log.error('database', detail(message)),
+    deprecate: (method, alternative) => log.warn('database', { detail: `${method} is deprecated, use ${alternative}` }),
+    debug: (message) => log.debug('database', detail(message)),
+  };
+}
+
+export function connect(target: DbTarget, log?: Logger): Db {
   if (target.database_url && !isPostgres(target.database_url)) {
     throw new Error('DATABASE_URL: expected a postgres:// or postgresql:// URL');
   }
   if (isPostgres(target.database_url)) {
     return knex({
-      client: 'pg', connection: target.database_url,
+      client: 'pg', connection: target.database_url, log: knexLog(log),
       pool: {
         min: 0,
         max: 10,
@@ -66,6 +83,7 @@ export function connect(target: DbTarget): Db {
     ]),
     connection: { filename: path.join(target.data_dir, 'idp.sqlite') },
     useNullAsDefault: true,
+    log: knexLog(log),
     // One connection, as SQLite has one writer: knex's queries and transactions take turns on it.
     pool: { min: 1, max: 1 },
   });

@@ -6,6 +6,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Context, Next } from 'koa';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Db } from '../db/connect.js';
+import { routeOf } from './request-log.js';
 
 export function createMetrics(db: Db) {
   const registry = new Registry();
@@ -53,8 +54,7 @@ export function createMetrics(db: Db) {
         try {
           await next();
         } finally {
-          const route = (ctx as { oidc?: { route?: string } }).oidc?.route ?? (ctx as { _matchedRoute?: string })._matchedRoute ?? (ctx.path.startsWith('/static/') ? 'static' : 'other');
-          end({ route: String(route), status: String(ctx.status) });
+          end({ route: routeOf(ctx), status: String(ctx.status) });
         }
       };
     },

@@ -5,6 +5,17 @@ import type { Logger } from '../log.js';
 
 const INCOMING_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
+/**
+ * A request's route for logs and metrics: oidc-provider's route name, our router's path template,
+ * `static` for the pages' files, else `other` (a path no route has: what a client made up, which would
+ * also be one metrics series per path).
+ */
+export function routeOf(ctx: Context): string {
+  const route = (ctx as { oidc?: { route?: string } }).oidc?.route ?? (ctx as { _matchedRoute?: string })._matchedRoute;
+  if (route !== undefined) return String(route);
+  return ctx.path.startsWith('/static/') ? 'static' : 'other';
+}
+
 export function requestLog(log: Logger) {
   // Not async: see securityHeaders (views.ts).
   return function logRequest(ctx: Context, next: Next) {
@@ -14,9 +25,8 @@ export function requestLog(log: Logger) {
     ctx.set('X-Request-Id', requestId);
     const started = process.hrtime.bigint();
     const done = (status: number) => {
-      const route = (ctx as { oidc?: { route?: string } }).oidc?.route ?? (ctx as { _matchedRoute?: string })._matchedRoute ?? ctx.path.split('?')[0];
       const fields = {
-        request_id: requestId, method: ctx.method, route: String(route), status,
+        request_id: requestId, method: ctx.method, route: routeOf(ctx), status,
         ms: Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10, ip: ctx.ip,
       };
       if (status >= 500) log.error('request', fields);

@@ -33,7 +33,7 @@ describe('metrics', () => {
     const text = await res.text();
     expect(text).toMatch(/idp_http_request_duration_seconds_count\{method="GET",route="authorization",status="303"\} \d+/);
     expect(text).toMatch(/idp_sign_in_attempts_total\{outcome="failure",factor="pwd"\} 1/);
-    expect(text).toMatch(/idp_sign_in_attempts_total\{outcome="success",factor="all"\} 1/);
+    expect(text).toMatch(/idp_sign_in_attempts_total\{outcome="success",factor="pwd"\} 1/);
     expect(text).toMatch(/idp_tokens_issued_total\{grant_type="authorization_code"\} 1/);
     expect(text).toMatch(/idp_db_pool_connections\{state="used"\} \d+/);
   });

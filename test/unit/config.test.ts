@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import { jsonSchema } from '../../src/config/schema.js';
 import { projectRoot } from '../../src/paths.js';
@@ -87,6 +88,14 @@ clients:
     expect(problemsOf({ IDP_CONFIG: path.join(dir, 'missing.yaml') })[0]).toMatch(/cannot read the config file: ENOENT/);
   });
 
+  it('refuses metrics on a port of their own that is the main port', () => {
+    const file = write('metrics.yaml', 'metrics:\n  enabled: true\n  port: 3300\n');
+    expect(problemsOf({ IDP_CONFIG: file, PORT: '3300' })).toEqual([
+      'metrics.port: is the main port (3300): leave it out to serve /metrics there behind a bearer_token, or choose another',
+    ]);
+    expect(loadConfig({ IDP_CONFIG: file, PORT: '3301' }).metrics.port).toBe(3300);
+  });
+
   it('refuses confidential clients without a secret and duplicate client ids', () => {
     const problems = problemsOf({ IDP_CONFIG: write('dupes.yaml', `
 clients:
@@ -107,6 +116,24 @@ clients:
     expect(shipped.clients).toEqual([]);
     const published = JSON.parse(readFileSync(path.join(projectRoot, 'config', 'idp.schema.json'), 'utf8'));
     expect(published).toEqual(jsonSchema());
+  });
+
+  it('refuses to start on a port that is taken, naming the setting, without a stack trace', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const result = spawnSync(process.execPath, [path.join(projectRoot, 'dist', 'src', 'main.js')], {
+        env: { ...process.env, IDP_CONFIG: write('taken.yaml', 'clients: []\n'), IDP_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'wrnexus-taken-')), PORT: String(port) },
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain(`PORT: port ${port} is already in use.`);
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      taken.close();
+    }
   });
 
   it('refuses to start with a broken file, naming the field, and exits non-zero', () => {

@@ -1,6 +1,7 @@
 /** Log lines: JSON with the fields operators need, one per request, with the request id echoed back. */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createLogger } from '../../src/log.js';
+import { connect } from '../../src/db/connect.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/databases.js';
 import { startIdp, type TestIdp } from '../helpers/idp.js';
 
@@ -28,6 +29,27 @@ describe('logging', () => {
 
     const generated = await fetch(`${idp.issuer}/healthz`, { headers: { 'x-request-id': 'bad id with spaces' } });
     expect(generated.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('names a path no route has "other", not the path', async () => {
+    const res = await fetch(`${idp.issuer}/no-such-page/SECRET-IN-PATH`, { headers: { 'x-request-id': 'unmatched-1' } });
+    expect(res.status).toBe(404);
+    const entry = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.request_id === 'unmatched-1');
+    expect(entry).toMatchObject({ msg: 'request', route: 'other', status: 404 });
+    expect(lines.join('\n')).not.toContain('SECRET-IN-PATH');
+  });
+
+  // knex prints its own messages with console.log, stack and all; they must be log lines like the rest.
+  it("writes knex's own messages as one log line each", async () => {
+    const caught: string[] = [];
+    const db = connect(database.target, createLogger((line) => caught.push(line)));
+    try {
+      (db.client as unknown as { logger: { warn(m: string): void } }).logger.warn('Acquire connection error: Error: refused\n    at connect (net.js:1:1)');
+      expect(caught).toHaveLength(1);
+      expect(JSON.parse(caught[0]!)).toMatchObject({ level: 40, msg: 'database', detail: 'Acquire connection error: Error: refused' });
+    } finally {
+      await db.destroy();
+    }
   });
 
   it('honours the level', () => {
