@@ -11,7 +11,7 @@ import { maxTokenLifetime, rotateSecretKey, rotateSigningKeys, signingKeySets } 
 import { systemClock } from '../clock.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { connect, describeDatabase, type Db } from '../db/connect.js';
-import { migrate } from '../db/migrate.js';
+import { freeMigrationLock, migrate } from '../db/migrate.js';
 import { AppError } from '../errors.js';
 import { createUserService } from '../auth/users.js';
 import { createUserQueries } from '../queries/users.js';
@@ -43,7 +43,7 @@ const USAGE = `usage: npm run idp -- <command>
   secrets rotate [--new-key-file <path>]
   keys list [--json]
   keys rotate
-  migrate
+  migrate [--unlock]
 
 Without --password-stdin the password is asked for on the terminal, without echo.`;
 
@@ -66,6 +66,7 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       since: { type: 'string' },
       json: { type: 'boolean', default: false },
       'new-key-file': { type: 'string' },
+      unlock: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -79,6 +80,10 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
   try {
     if (group === 'migrate') {
       positional([command, ...rest].filter((x): x is string => x !== undefined), 0, 'no arguments after migrate');
+      if (values.unlock) {
+        await freeMigrationLock(db);
+        out(`freed the migration lock of ${describeDatabase(config)} (only for a process that stopped while it migrated)`);
+      }
       const applied = await migrate(db);
       out(applied.length ? `applied ${applied.join(', ')} to ${describeDatabase(config)}` : `${describeDatabase(config)} is up to date`);
       return;

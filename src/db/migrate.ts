@@ -55,7 +55,7 @@ async function latestOnceOthersAreDone(db: Db): Promise<string[]> {
         || /\bknex_migrations(_lock)?\b.*already exists/.test(e.message ?? '');
       if (!othersAtWork) throw err;
       if (Date.now() > giveUpAt) {
-        throw new Error(`another process has held the migration lock for ${WAIT_FOR_OTHERS_MS / 1000} s (table knex_migrations_lock): if none is migrating, one stopped while it did; see README, Running on PostgreSQL`, { cause: err });
+        throw new Error(`another process has held the migration lock for ${WAIT_FOR_OTHERS_MS / 1000} s (table knex_migrations_lock): if none is migrating, one stopped while it did: free it with npm run idp -- migrate --unlock`, { cause: err });
       }
       // With two lock rows nobody can take the lock (knex's update must change exactly one), so nobody
       // holds it either: keep the first.
@@ -63,6 +63,14 @@ async function latestOnceOthersAreDone(db: Db): Promise<string[]> {
       await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 150));
     }
   }
+}
+
+/**
+ * Frees knex's migration lock, left taken by a process that stopped while it migrated (`idp migrate
+ * --unlock`). Only then: a process migrating now would be run over.
+ */
+export async function freeMigrationLock(db: Db): Promise<void> {
+  await db.migrate.forceFreeMigrationsLock(OPTIONS);
 }
 
 /** Names of migrations not yet applied to this database. */

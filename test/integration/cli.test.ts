@@ -59,6 +59,22 @@ describe.each(databaseKinds())('idp CLI on %s', (kind) => {
     expect(idp(['users', 'list']).out).not.toContain('erin@example.com');
   });
 
+  // A process that stopped while it migrated leaves knex's lock taken; starts wait, then fail, naming it.
+  it('frees a migration lock left taken with migrate --unlock', async () => {
+    expect(idp(['migrate']).code).toBe(0);
+    const db = connect(database.target);
+    try {
+      await db('knex_migrations_lock').update({ is_locked: 1 });
+      const freed = idp(['migrate', '--unlock']);
+      expect(freed).toMatchObject({ code: 0, err: '' });
+      expect(freed.out).toMatch(/^freed the migration lock of /);
+      expect(freed.out).toMatch(/is up to date/);
+      expect(await db('knex_migrations_lock').select('is_locked')).toEqual([{ is_locked: 0 }]);
+    } finally {
+      await db.destroy();
+    }
+  });
+
   it('refuses duplicates, bad passwords and unknown users with one clear line and a non-zero exit', () => {
     expect(idp(['users', 'add', 'frank', '--email', 'frank@example.com', '--password-stdin'], 'frank-password').code).toBe(0);
     const sameName = idp(['users', 'add', 'frank', '--email', 'other@example.com', '--password-stdin'], 'frank-password');
