@@ -36,6 +36,9 @@ const WAIT_FOR_OTHERS_MS = 60_000;
 export async function migrate(db: Db): Promise<string[]> {
   if (db.client.driverName === 'pg') {
     return db.transaction(async (trx) => {
+      // The lock waits as long as the migrations ahead take, on a connection idle meanwhile: a database's
+      // lock_timeout or idle_in_transaction_session_timeout would cut it short (and release it early).
+      await trx.raw('set local lock_timeout = 0; set local statement_timeout = 0; set local idle_in_transaction_session_timeout = 0');
       await trx.raw(`select pg_advisory_xact_lock(${PG_MIGRATION_LOCK})`);
       return latestOnceOthersAreDone(db);
     });
@@ -43,19 +46,26 @@ export async function migrate(db: Db): Promise<string[]> {
   return latestOnceOthersAreDone(db);
 }
 
+/** Tries of a start that met another's creation of knex's tables: the next one finds them. */
+const CREATION_RACES = 3;
+
 async function latestOnceOthersAreDone(db: Db): Promise<string[]> {
   const giveUpAt = Date.now() + WAIT_FOR_OTHERS_MS;
-  for (;;) {
+  for (let races = 0; ; ) {
     try {
       return (await db.migrate.latest(OPTIONS))[1] as string[];
     } catch (err) {
       const e = err as { name?: string; message?: string; code?: string };
       const locked = e.name === 'MigrationLocked';
-      const othersAtWork = locked || String(e.code).startsWith('SQLITE_BUSY')
-        || /\bknex_migrations(_lock)?\b.*already exists/.test(e.message ?? '');
-      if (!othersAtWork) throw err;
+      // Two processes creating knex's tables at once (an older version, without the advisory lock, on
+      // PostgreSQL): "already exists", or on PostgreSQL a duplicate in its catalogue (23505).
+      const createdMeanwhile = /\bcreate table\b.*\bknex_migrations(_lock)?\b/i.test(e.message ?? '')
+        && (/already exists/.test(e.message ?? '') || e.code === '23505');
+      if (createdMeanwhile && (races += 1) < CREATION_RACES) continue;
+      // Waiting on another's lock past the database's lock_timeout (55P03) is another's work too.
+      if (!locked && !String(e.code).startsWith('SQLITE_BUSY') && e.code !== '55P03') throw err;
       if (Date.now() > giveUpAt) {
-        throw new Error(`another process has held the migration lock for ${WAIT_FOR_OTHERS_MS / 1000} s (table knex_migrations_lock): if none is migrating, one stopped while it did: free it with npm run idp -- migrate --unlock`, { cause: err });
+        throw new Error(`another process has held the migration lock (table knex_migrations_lock) for ${WAIT_FOR_OTHERS_MS / 1000} s: if none is migrating, one stopped while it did: free it with the CLI's "migrate --unlock" (${e.message})`, { cause: err });
       }
       // With two lock rows nobody can take the lock (knex's update must change exactly one), so nobody
       // holds it either: keep the first.

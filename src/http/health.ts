@@ -16,11 +16,13 @@ export function healthChecks(deps: { db: Db; keysLoaded: () => boolean }) {
   let migrationsCheckedAt = 0;
   return async function health(ctx: Context, next: Next) {
     if (ctx.path === '/healthz' && ctx.method === 'GET') {
+      ctx.state.route = 'healthz';
       ctx.set('Cache-Control', 'no-store');
       ctx.body = { status: 'ok' };
       return;
     }
     if (ctx.path !== '/readyz' || ctx.method !== 'GET') return next();
+    ctx.state.route = 'readyz';
     const checks: Record<string, string> = {};
     try {
       await withTimeout(deps.db.raw('select 1'), 2000);

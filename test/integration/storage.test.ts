@@ -278,6 +278,39 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       }
     });
 
+    // Another process migrating for a while (an older version holds knex's lock row in its transaction),
+    // on a database whose settings cut short waits and idle transactions.
+    // PostgreSQL's settings only.
+    if (kind === 'postgres') it('waits for another process migrating, whatever the database sets as lock_timeout and idle_in_transaction_session_timeout', async () => {
+      const fresh = await createTestDatabase(kind);
+      const first = connect(fresh.target);
+      const name = new URL(fresh.target.database_url!).pathname.slice(1);
+      try {
+        await migrate(first);
+        await first.raw(`alter database ${name} set lock_timeout = '500ms'`);
+        await first.raw(`alter database ${name} set idle_in_transaction_session_timeout = '500ms'`);
+        const other = connect(fresh.target);
+        const late = connect(fresh.target);
+        try {
+          const busy = other.transaction(async (trx) => {
+            await trx.raw(`set local idle_in_transaction_session_timeout = 0`);
+            await trx('knex_migrations_lock').update({ is_locked: 1 });
+            await trx.raw('select pg_sleep(1.5)');
+            await trx('knex_migrations_lock').update({ is_locked: 0 });
+          });
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          await expect(migrate(late)).resolves.toEqual([]);
+          await busy;
+        } finally {
+          await other.destroy();
+          await late.destroy();
+        }
+      } finally {
+        await first.destroy();
+        await fresh.dispose();
+      }
+    });
+
     // During a rolling upgrade the database may already hold a newer version's migrations.
     it('lets this version start and report ready on a database migrated by a newer one', async () => {
       await env.db('knex_migrations').insert({ name: '29991231000000_from_a_newer_version', batch: 99, migration_time: new Date() });

@@ -37,6 +37,8 @@ describe('logging', () => {
     const entry = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.request_id === 'unmatched-1');
     expect(entry).toMatchObject({ msg: 'request', route: 'other', status: 404 });
     expect(lines.join('\n')).not.toContain('SECRET-IN-PATH');
+    await fetch(`${idp.issuer}/readyz`, { headers: { 'x-request-id': 'probe-1' } });
+    expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.request_id === 'probe-1')).toMatchObject({ route: 'readyz' });
   });
 
   // knex prints its own messages with console.log, stack and all; they must be log lines like the rest.
@@ -47,6 +49,8 @@ describe('logging', () => {
       (db.client as unknown as { logger: { warn(m: string): void } }).logger.warn('Acquire connection error: Error: refused\n    at connect (net.js:1:1)');
       expect(caught).toHaveLength(1);
       expect(JSON.parse(caught[0]!)).toMatchObject({ level: 40, msg: 'database', detail: 'Acquire connection error: Error: refused' });
+      (db.client as unknown as { logger: { deprecate(m: string, a: string): void } }).logger.deprecate('json(true)', 'jsonb()');
+      expect(JSON.parse(caught[1]!)).toMatchObject({ level: 40, msg: 'database', detail: 'json(true) is deprecated, please use jsonb()' });
     } finally {
       await db.destroy();
     }
