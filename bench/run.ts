@@ -19,7 +19,7 @@ import { createReloadingApp } from '../src/app.js';
 import { loadConfig } from '../src/config/load.js';
 import { connect } from '../src/db/connect.js';
 import { migrate } from '../src/db/migrate.js';
-import { loadOrCreateKeys, maxTokenLifetime } from '../src/oidc/keys.js';
+import { loadOrCreateKeys, replacedKeyLifetime } from '../src/oidc/keys.js';
 import { PROTOCOL, PROTOCOL_FEATURES } from '../src/oidc/provider.js';
 import { silentLogger } from '../src/log.js';
 import { systemClock } from '../src/clock.js';
@@ -141,7 +141,7 @@ async function main() {
     const bare = new Provider(bareServer.url, {
       ...PROTOCOL,
       clients: [{ client_id: 'bench', client_secret: SECRET, redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token', 'client_credentials'] }],
-      jwks: (await loadOrCreateKeys(db, systemClock, maxTokenLifetime(config))).jwks,
+      jwks: (await loadOrCreateKeys(db, systemClock, replacedKeyLifetime(config))).jwks,
       features: { ...Object.fromEntries(PROTOCOL_FEATURES.map((f) => [f, { enabled: true }])), devInteractions: { enabled: false } },
     });
 
@@ -212,15 +212,13 @@ async function main() {
       if (token.status !== 200) throw new Error(`token exchange failed: ${token.status} ${token.body}`);
     };
     // Our server with passwords hashed at `cost`, the bench user's among them.
-    let currentCost = 12;
     const useCost = async (cost: number) => {
-      if (cost === currentCost) return;
+      if (cost === config.password.bcrypt_cost) return;
       writeConfig(cost);
       config = loadConfig(env);
       ours = await createReloadingApp({ config, db, secretKey, log: silentLogger, clock: systemClock });
       handler = ours.callback as never;
       await ours.current.services.userService.setPassword(username, 'bench-password-1');
-      currentCost = cost;
     };
     const signInRate = async (concurrency: number, seconds: number) => {
       const until = Date.now() + seconds * 1000;

@@ -26,7 +26,7 @@ import { createInteractionRoutes } from './interactions/routes.js';
 import { createSignInStates } from './interactions/sign-in-state.js';
 import { createWebAuthnApi } from './interactions/webauthn-api.js';
 import { createLogger, type Logger } from './log.js';
-import { checkSecretKeyFingerprint, loadOrCreateKeys, loadOrCreatePepper, maxTokenLifetime, rotateSigningKeys, signingKeySets } from './oidc/keys.js';
+import { checkSecretKeyFingerprint, loadOrCreateKeys, loadOrCreatePepper, replacedKeyLifetime, rotateSigningKeys, signingKeySets } from './oidc/keys.js';
 import { createSecretBox } from './auth/secret-box.js';
 import { createProvider } from './oidc/provider.js';
 import { createServices, type Services } from './services.js';
@@ -61,7 +61,7 @@ const BROWSER_BUNDLES = {
 };
 
 export async function buildApp({ config, db, secretKey, clock = systemClock, log = createLogger(), metrics }: AppDeps): Promise<App> {
-  const keys = await loadOrCreateKeys(db, clock, maxTokenLifetime(config));
+  const keys = await loadOrCreateKeys(db, clock, replacedKeyLifetime(config));
   const box = createSecretBox(secretKey);
   await checkSecretKeyFingerprint(db, clock, box.fingerprint());
   const pepper = await loadOrCreatePepper(db, clock, box);
@@ -142,11 +142,11 @@ export async function createReloadingApp(deps: AppDeps): Promise<ReloadingApp> {
       const now = epochSeconds(clock);
       const every = config.keys.rotate_every;
       if (every > 0) {
-        const [active] = await signingKeySets(db, now, maxTokenLifetime(config));
+        const [active] = await signingKeySets(db, now, replacedKeyLifetime(config));
         // Instances racing to rotate agree on the id of this period's set, so only one is created.
         if (!active || now - active.createdAt >= every) await rotateSigningKeys(db, clock, `signing-auto-${Math.floor(now / every)}`);
       }
-      const keys = await loadOrCreateKeys(db, clock, maxTokenLifetime(config));
+      const keys = await loadOrCreateKeys(db, clock, replacedKeyLifetime(config));
       if (keys.jwks.keys.map((k) => String(k.kid)).join(' ') === current.kids) return false;
       current = await buildApp(deps);
       return true;

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createSecretBox } from '../auth/secret-box.js';
 import { decodeKey, generatedKeyFile, loadSecretKey } from '../config/secret-key.js';
-import { maxTokenLifetime, rotateSecretKey, rotateSigningKeys, signingKeySets } from '../oidc/keys.js';
+import { replacedKeyLifetime, rotateSecretKey, rotateSigningKeys, signingKeySets } from '../oidc/keys.js';
 import { systemClock } from '../clock.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { connect, describeDatabase, type Db } from '../db/connect.js';
@@ -95,7 +95,7 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       audit.record({ type, outcome: 'success', userId: user.id, username: user.username, userAgent: 'idp CLI' });
 
     if (group === 'keys') {
-      const lifetime = maxTokenLifetime(config);
+      const lifetime = replacedKeyLifetime(config);
       if (command === 'rotate' && rest.length === 0) {
         const id = await rotateSigningKeys(db, systemClock);
         const [active, previous] = await signingKeySets(db, Math.floor(Date.now() / 1000), lifetime);

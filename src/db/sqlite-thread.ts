@@ -61,18 +61,20 @@ function cachePreparedStatements(conn: { prepare(sql: string): unknown }, size: 
  * The messages, flat arrays (cheaper to pass between threads than objects):
  * - to the writer, per statement: op, id, statement, parameter count, parameters. The statement is its
  *   text, or for the fast path's statements (a fixed set) the number both sides gave the text when it was
- *   first sent (their texts are sent once).
+ *   first sent (their texts are sent once). The op says what to do: a read (readGet, readAll: this thread
+ *   found the statement read-only) is answered as it arrives; a write (write, or get and all for a write
+ *   with RETURNING) waits for the next commit.
  * - to this thread, per answer: id, 1 and the result; id, 0 and [message, code]; or, for a read that
  *   arrived inside knex's transaction, id, 2 and null (read it on your own connection).
  */
-const OP = { query: 0, write: 1, get: 2, all: 3, close: 4 } as const;
+const OP = { query: 0, write: 1, get: 2, all: 3, close: 4, readGet: 5, readAll: 6 } as const;
 type Op = keyof typeof OP;
 
 // Plain CommonJS, so it runs the same from sources, from dist/ and under jest.
 const WRITER_SOURCE = `
 const { parentPort, workerData, receiveMessageOnPort } = require('node:worker_threads');
 const Database = require(${JSON.stringify(driverPath)});
-const [QUERY, WRITE, GET, CLOSE] = [${OP.query}, ${OP.write}, ${OP.get}, ${OP.close}];
+const [QUERY, WRITE, GET, CLOSE, READ_GET, READ_ALL] = [${OP.query}, ${OP.write}, ${OP.get}, ${OP.close}, ${OP.readGet}, ${OP.readAll}];
 const { filename, pragmas } = workerData;
 const failure = (err) => [String(err && err.message || err), err && err.code];
 let db;
@@ -119,7 +121,7 @@ function query(item) {
 function fast(item) {
   const statement = prepare(item.sql);
   if (item.op === WRITE) { statement.run(item.params); return undefined; }
-  return (item.op === GET ? statement.get(item.params) : statement.all(item.params)) ?? null;
+  return (item.op === GET || item.op === READ_GET ? statement.get(item.params) : statement.all(item.params)) ?? null;
 }
 
 // The fast path's writes waiting for their commit.
@@ -174,19 +176,15 @@ function take(message) {
       Atomics.store(busy, 0, db.inTransaction ? 1 : 0);
     } else if (op === CLOSE) {
       closing = id;
-    } else if (op !== WRITE && readonly(sql)) {
-      // A read, answered as it arrives; inside knex's transaction it would see (or wait for) that
-      // transaction, so the request thread is told to read it on its own connection (code 2).
+    } else if (op === READ_GET || op === READ_ALL) {
+      // Answered as it arrives; inside knex's transaction it would see (or wait for) that transaction, so
+      // the request thread is told to read it on its own connection (code 2).
       if (db.inTransaction) replies.push(id, 2, null);
       else answer(id, () => fast({ op, sql, params }));
     } else {
       queued.push({ op, id, sql, params });
     }
   }
-}
-function readonly(sql) {
-  // A statement that cannot be prepared is queued and fails on its own when run.
-  try { return prepare(sql).readonly; } catch { return false; }
 }
 function drain() {
   for (let more = receiveMessageOnPort(parentPort); more && closing === undefined; more = receiveMessageOnPort(parentPort)) take(more.message);
@@ -323,7 +321,7 @@ export class SqliteConnection {
       return Promise.reject(err);
     }
     // The writer answers null for no row.
-    return this.send(op, sql, params, here).then((row) => row ?? undefined);
+    return this.send(op === 'get' ? 'readGet' : 'readAll', sql, params, here).then((row) => row ?? undefined);
   }
 
   /** Reads run on this thread's connection so far (the others ran on the writer). */
@@ -413,9 +411,8 @@ export class SqliteConnection {
         pending.resolve(revive(replies[at + 2]));
       } else if (replies[at + 1] === 2) {
         try {
-          // Only reads are handed back (the writer checks the op too); anything else is a bug, not a crash.
-          if (!pending.here) throw new Error('the SQLite writer handed back a statement that is not a read');
-          pending.resolve(pending.here());
+          // Only reads (sent with `here`) are handed back.
+          pending.resolve(pending.here!());
         } catch (err) {
           pending.reject(err as Error);
         }

@@ -7,15 +7,14 @@ const INCOMING_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /**
  * A request's route for logs and metrics: oidc-provider's route name, our router's path template,
- * `healthz` / `readyz`, `static` for the pages' files, else `other` (a path no route has: what a client made up, which would
- * also be one metrics series per path).
+ * `healthz` / `readyz`, `static` for the pages' files, else `other` (a path no route has: what a client
+ * made up, which would also be one metrics series per path).
  */
 export function routeOf(ctx: Context): string {
   // Handlers outside the routers (health checks, static files) name theirs in ctx.state.route.
   const route = (ctx.state as { route?: string }).route ?? (ctx as { oidc?: { route?: string } }).oidc?.route
     ?? (ctx as { _matchedRoute?: string })._matchedRoute;
-  if (route !== undefined) return String(route);
-  return ctx.path.startsWith('/static/') ? 'static' : 'other';
+  return route === undefined ? 'other' : String(route);
 }
 
 export function requestLog(log: Logger) {

@@ -24,6 +24,7 @@ export function staticFiles(extra: Record<string, string> = {}, dir = path.join(
   return async function serveStatic(ctx: Context, next: Next) {
     const file = (ctx.method === 'GET' || ctx.method === 'HEAD') ? files.get(ctx.path) : undefined;
     if (!file) return next();
+    ctx.state.route = 'static';
     ctx.type = file.type;
     ctx.set('Cache-Control', 'public, max-age=3600');
     ctx.set('X-Content-Type-Options', 'nosniff');

@@ -42,15 +42,15 @@ export interface SigningKeySet {
 
 /**
  * Signing key sets, newest first. The newest signs; an older one stays in the JWKS until every token it
- * can have signed has expired (`maxTokenLifetime` after its successor took over, which counts the
+ * can have signed has expired (`replacedKeyLifetime` after its successor took over, which counts the
  * instances that sign with it until they reload), then retires.
  */
-export async function signingKeySets(db: Db, nowSeconds: number, maxTokenLifetime: number): Promise<SigningKeySet[]> {
+export async function signingKeySets(db: Db, nowSeconds: number, replacedKeyLifetime: number): Promise<SigningKeySet[]> {
   const rows = await createKeystoreQueries(db).list('signing');
   return rows.map((row, i) => {
     const keys = JSON.parse(row.material) as JWK[];
     if (i === 0) return { id: row.id, createdAt: row.created_at, keys, status: 'active' as const };
-    const retiresAt = rows[i - 1]!.created_at + maxTokenLifetime;
+    const retiresAt = rows[i - 1]!.created_at + replacedKeyLifetime;
     return { id: row.id, createdAt: row.created_at, keys, status: retiresAt > nowSeconds ? 'published' as const : 'retired' as const, retiresAt };
   });
 }
@@ -70,10 +70,10 @@ export async function rotateSigningKeys(db: Db, clock: Clock, id = `signing-${ep
  * until its next reload (up to `keys.reload_seconds` later), and a token signed then lives for the longest
  * token lifetime; plus a minute of clock skew between instances and relying parties.
  */
-export const maxTokenLifetime = (config: { ttl: { id_token: number; access_token: number }; keys: { reload_seconds: number } }) =>
+export const replacedKeyLifetime = (config: { ttl: { id_token: number; access_token: number }; keys: { reload_seconds: number } }) =>
   config.keys.reload_seconds + Math.max(config.ttl.id_token, config.ttl.access_token) + 60;
 
-export async function loadOrCreateKeys(db: Db, clock: Clock, maxTokenLifetime = 0): Promise<ProviderKeys> {
+export async function loadOrCreateKeys(db: Db, clock: Clock, replacedKeyLifetime = 0): Promise<ProviderKeys> {
   const keystore = createKeystoreQueries(db);
   if ((await keystore.list('signing')).length === 0) {
     // A fixed id: when two instances start at once, one insert wins and both read the winner back.
@@ -86,7 +86,7 @@ export async function loadOrCreateKeys(db: Db, clock: Clock, maxTokenLifetime = 
     });
     cookie = await keystore.list('cookie');
   }
-  const sets = (await signingKeySets(db, epochSeconds(clock), maxTokenLifetime)).filter((set) => set.status !== 'retired');
+  const sets = (await signingKeySets(db, epochSeconds(clock), replacedKeyLifetime)).filter((set) => set.status !== 'retired');
   return {
     // The active set first: oidc-provider signs with the first key of the requested algorithm.
     jwks: { keys: sets.flatMap((set) => set.keys) },

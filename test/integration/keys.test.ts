@@ -8,7 +8,7 @@ import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers
 import { defaultClients, REDIRECT_URI, startIdp, TEST_SECRET, TEST_SECRET_KEY, type TestIdp } from '../helpers/idp.js';
 import { signIn } from '../helpers/flows.js';
 import { projectRoot } from '../../src/paths.js';
-import { maxTokenLifetime, rotateSigningKeys, signingKeySets } from '../../src/oidc/keys.js';
+import { replacedKeyLifetime, rotateSigningKeys, signingKeySets } from '../../src/oidc/keys.js';
 
 const clients = [
   ...defaultClients(REDIRECT_URI),
@@ -110,7 +110,7 @@ describe.each(databaseKinds())('signing keys on %s', (kind) => {
     // Once the last token an instance can have signed with it has expired, the old key retires from every
     // instance's JWKS.
     // (The CLI rotated on the real clock, which may be ahead of this test's.)
-    now = Math.max(now, Date.now()) + (maxTokenLifetime(one.config) + 1) * 1000;
+    now = Math.max(now, Date.now()) + (replacedKeyLifetime(one.config) + 1) * 1000;
     await one.reloadKeys();
     await two.reloadKeys();
     for (const via of [one, two]) {
@@ -127,7 +127,7 @@ describe.each(databaseKinds())('signing keys on %s', (kind) => {
     try {
       const oldKid = decodeProtectedHeader(await signInFor('first-party', slow)).kid!;
       await rotateSigningKeys(slow.db, clock);
-      const [rotated] = await signingKeySets(slow.db, Math.floor(now / 1000), maxTokenLifetime(slow.config));
+      const [rotated] = await signingKeySets(slow.db, Math.floor(now / 1000), replacedKeyLifetime(slow.config));
       now = (rotated!.createdAt + 599) * 1000;
       const late = await signInFor('first-party', slow);
       expect(decodeProtectedHeader(late).kid).toBe(oldKid);
@@ -136,7 +136,7 @@ describe.each(databaseKinds())('signing keys on %s', (kind) => {
       expect(await slow.reloadKeys()).toBe(true);
       expect((await jwks(slow)).keys.map((k) => k.kid)).toContain(oldKid);
       // Once every such token has expired (and the minute for clock skew), it retires.
-      now = (rotated!.createdAt + maxTokenLifetime(slow.config) + 1) * 1000;
+      now = (rotated!.createdAt + replacedKeyLifetime(slow.config) + 1) * 1000;
       await slow.reloadKeys();
       expect((await jwks(slow)).keys.map((k) => k.kid)).not.toContain(oldKid);
     } finally {

@@ -39,6 +39,8 @@ describe('logging', () => {
     expect(lines.join('\n')).not.toContain('SECRET-IN-PATH');
     await fetch(`${idp.issuer}/readyz`, { headers: { 'x-request-id': 'probe-1' } });
     expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.request_id === 'probe-1')).toMatchObject({ route: 'readyz' });
+    await fetch(`${idp.issuer}/static/simplewebauthn-browser.js`, { headers: { 'x-request-id': 'file-1' } });
+    expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.request_id === 'file-1')).toMatchObject({ route: 'static', status: 200 });
   });
 
   // knex prints its own messages with console.log, stack and all; they must be log lines like the rest.
