@@ -7,13 +7,10 @@ import type Provider from 'oidc-provider';
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { ACR } from '../auth/assurance.js';
-import { factorsFromAmr, hasAnyFactor, meets, sessionExpired, type Enrolled } from '../auth/sign-in-policy.js';
+import { FRESH_PROOF_SECONDS, factorsFromAmr, hasAnyFactor, meets, sessionExpired, type Enrolled } from '../auth/sign-in-policy.js';
 import type { Config } from '../config/load.js';
 import type { UserRow } from '../queries/users.js';
 import type { Services } from '../services.js';
-
-/** Security settings need a sign-in this recent, with the user's strongest factor. */
-export const REAUTH_WINDOW_SECONDS = 600;
 
 export interface AccountSession {
   user: UserRow;
@@ -21,7 +18,7 @@ export interface AccountSession {
   loginTs: number;
   /** The acr of the user's strongest enrolled factor. */
   strongest: string;
-  /** Signed in within the window with the strongest factor. */
+  /** Signed in within FRESH_PROOF_SECONDS (every factor of the sign-in), with the strongest factor. */
   recent: boolean;
 }
 
@@ -44,7 +41,7 @@ export function createAccountSessions(deps: { provider: Provider; services: Serv
       const enrolled = await services.enrolled(user.id);
       const loginTs = session.loginTs ?? 0;
       const strongest = strongestAcr(enrolled);
-      const recent = epochSeconds(clock) - loginTs <= REAUTH_WINDOW_SECONDS && meets(factorsFromAmr(session.amr, loginTs), strongest);
+      const recent = epochSeconds(clock) - loginTs <= FRESH_PROOF_SECONDS && meets(factorsFromAmr(session.amr, loginTs), strongest);
       return { user, enrolled, loginTs, strongest, recent };
     },
   };

@@ -18,6 +18,14 @@ export interface Enrolled {
 
 export const hasAnyFactor = (e: Enrolled) => e.passkeys > 0 || e.totp;
 
+/**
+ * How recently a factor must have been verified to change what protects the account: adding a factor
+ * during a sign-in, or the security settings of the account page. Binding an authenticator requires
+ * authenticating first (NIST SP 800-63B §6.1.2.1); a factor carried over from an older session does not
+ * count.
+ */
+export const FRESH_PROOF_SECONDS = 600;
+
 const rank = (acr: string) => ACR_ORDER.indexOf(acr);
 
 /**
@@ -61,28 +69,36 @@ export type Step =
   | { kind: 'done' };
 
 /** What the user does next. Passkeys always come first among the options; SMS is never one. */
-export function nextStep(input: { demand: string; factors: readonly VerifiedFactor[]; enrolled: Enrolled }): Step {
-  const { demand, factors, enrolled } = input;
+export function nextStep(input: { demand: string; factors: readonly VerifiedFactor[]; enrolled: Enrolled; now: number }): Step {
+  const { demand, factors, enrolled, now } = input;
   if (factors.length === 0) return { kind: 'first-factor' };
   if (meets(factors, demand)) return { kind: 'done' };
 
-  const verified = new Set(factors.map((f) => f.method));
-  const secondVerified = verified.has('otp') || verified.has('recovery_code') || verified.has('passkey');
+  const isSecond = (f: VerifiedFactor) => f.method === 'otp' || f.method === 'recovery_code' || f.method === 'passkey';
+  const secondVerified = factors.some(isSecond);
   const enrolledMethods: Method[] = [
     ...(enrolled.passkeys > 0 ? ['passkey' as const] : []),
     ...(enrolled.totp ? ['totp' as const] : []),
     ...(enrolled.recoveryCodes > 0 && hasAnyFactor(enrolled) ? ['recovery_code' as const] : []),
   ];
+  // Enrolling requires first proving, within FRESH_PROOF_SECONDS, the factors the user already has: a
+  // session signed in an hour ago (a browser left open) must not be able to add its holder's passkey or
+  // authenticator app. Stale ones are asked for again, password first.
+  const enroll = (methods: Array<'passkey' | 'totp'>): Step => {
+    const fresh = factors.filter((f) => now - f.at <= FRESH_PROOF_SECONDS);
+    if (!fresh.some((f) => f.method === 'pwd' || f.method === 'passkey')) return { kind: 'first-factor' };
+    if (hasAnyFactor(enrolled) && !fresh.some(isSecond)) return { kind: 'second-factor', methods: enrolledMethods };
+    return { kind: 'enroll', methods };
+  };
 
   if (rank(demand) >= rank(ACR.phr)) {
     const usablePasskeys = demand === ACR.phrh ? enrolled.deviceBoundPasskeys : enrolled.passkeys;
-    if (usablePasskeys > 0 && !verified.has('passkey')) return { kind: 'second-factor', methods: ['passkey'] };
-    // Enrolling a passkey requires first proving the factors the user already has.
+    if (usablePasskeys > 0 && !factors.some((f) => f.method === 'passkey')) return { kind: 'second-factor', methods: ['passkey'] };
     if (hasAnyFactor(enrolled) && !secondVerified) return { kind: 'second-factor', methods: enrolledMethods };
-    return { kind: 'enroll', methods: ['passkey'] };
+    return enroll(['passkey']);
   }
   if (hasAnyFactor(enrolled) && !secondVerified) return { kind: 'second-factor', methods: enrolledMethods };
-  return { kind: 'enroll', methods: ['passkey', 'totp'] };
+  return enroll(['passkey', 'totp']);
 }
 
 /** The factors an existing session proved, read back from its `amr` (RFC 8176) and login time. */

@@ -230,6 +230,9 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
 
   router.post('/interaction/:uid/login', async (ctx) => {
     const { form, state } = await postedStep(ctx);
+    // Only where the sign-in asks for it: a password posted at another step would add a fresh factor to
+    // a session's old ones without being asked for.
+    assertThat(state.step.kind === 'first-factor', new AppError('invalid_request', 'A password is not expected at this step.'));
     const login = (form.login ?? '').slice(0, 254);
     const password = form.password ?? '';
     const found = await findLoginUser(services.users, login);

@@ -56,7 +56,7 @@ export function createSignInStates(deps: { provider: Provider; services: Service
     const enrolled = usable ? await services.enrolled(usable.id) : NOTHING;
     const requested = requestedAcrs(interaction.params);
     const demand = demandedAcr({ mfaPolicy: (client?.mfa_policy as MfaPolicy | undefined) ?? 'if-enrolled', enrolled, requested });
-    const step: Step = usable ? nextStep({ demand, factors: progress.factors, enrolled }) : { kind: 'first-factor' };
+    const step: Step = usable ? nextStep({ demand, factors: progress.factors, enrolled, now: epochSeconds(clock) }) : { kind: 'first-factor' };
     return {
       interaction, progress, user: usable, clientName: client?.clientName ?? String(interaction.params.client_id),
       enrolled, requested, demand, step, interactionTtl: deps.interactionTtl,
@@ -91,7 +91,13 @@ export function createSignInStates(deps: { provider: Provider; services: Service
       cookies.set(ctx, cookies.names.signIn, await services.progress.save(progress), deps.interactionTtl * 1000);
     },
 
-    /** The login result for oidc-provider: acr and amr say exactly what was verified. */
+    /**
+     * The login result for oidc-provider: acr and amr say exactly what was verified, and the login time
+     * (auth_time) is that of the oldest factor they list. A step-up on an old session adds a factor, but
+     * the other factors are as old as before: taking the newest time would let one fresh factor pass
+     * every factor in amr off as recent (to max_age, to the account page's re-authentication, and to the
+     * session's own age limit).
+     */
     loginResult(state: SignInState) {
       const { factors } = state.progress;
       return {
@@ -99,7 +105,7 @@ export function createSignInStates(deps: { provider: Provider; services: Service
           accountId: state.user!.id,
           acr: acrFor(factors, state.requested),
           amr: amrFor(factors),
-          ts: Math.max(...factors.map((f) => f.at)),
+          ts: Math.min(...factors.map((f) => f.at)),
           remember: true,
         },
       };

@@ -1,0 +1,136 @@
+/**
+ * A browser left signed in must not be enough to change what protects the account: adding a factor
+ * during a sign-in needs factors proven within FRESH_PROOF_SECONDS, and a step-up that adds one fresh
+ * factor to a session's old ones does not make the sign-in count as recent (auth_time is that of the
+ * oldest factor). Found by an audit: both used to let the holder of an old session enroll their own
+ * passkey or authenticator app, then change the password on /account.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { generateSync } from 'otplib';
+import type { PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import { Browser, findForm, type Page } from '../helpers/browser.js';
+import { SoftAuthenticator } from '../helpers/authenticator.js';
+import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
+import { defaultClients, REDIRECT_URI, startIdp, TEST_SECRET, type TestIdp } from '../helpers/idp.js';
+import { relyingParty, signIn, startAuthorization, totpSecretOf } from '../helpers/flows.js';
+
+const MFA = 'https://refeds.org/profile/mfa';
+const clients = [
+  ...defaultClients(REDIRECT_URI),
+  { client_id: 'phr-app', client_secret: TEST_SECRET, redirect_uris: [REDIRECT_URI], skip_consent: true, mfa_policy: 'phishing-resistant' },
+];
+
+describe.each(databaseKinds())('re-authentication on %s', (kind) => {
+  let database: TestDatabase;
+  let idp: TestIdp;
+  // oidc-provider dates sessions by the real clock, our checks by this one: each test starts near the
+  // real time, so that only its own minutes count against the session's idle limit.
+  let now = 0;
+  beforeEach(() => { now = Math.floor(Date.now() / 30_000) * 30_000 + 10_000; });
+  const code = (secret: string) => generateSync({ secret, epoch: Math.floor(now / 1000) });
+
+  beforeAll(async () => {
+    database = await createTestDatabase(kind);
+    idp = await startIdp(database, { clients, clock: { now: () => now } });
+  });
+  afterAll(async () => {
+    await idp?.close();
+    await database?.dispose();
+  });
+
+  /** The account page's own authorization request, with acr_values added (its state cookie kept). */
+  async function accountStepUp(browser: Browser, acr: string): Promise<Page> {
+    const start = await browser.request('/account/login');
+    const url = new URL(start.headers.get('location')!);
+    url.searchParams.set('acr_values', acr);
+    return browser.get(url.toString());
+  }
+
+  async function changePassword(browser: Browser, password: string) {
+    const account = await browser.get('/account');
+    const form = findForm(account.body, '/account/password');
+    const res = await browser.request('/account/password', { form: { ...form.fields, new_password: password, confirm_password: password } });
+    return { status: res.status, location: res.headers.get('location'), changed: res.body.includes('Password changed.') };
+  }
+
+  it('a stale session with TOTP asked for a passkey must prove the password and TOTP again before enrolling one', async () => {
+    await idp.users.add({ username: 'tina', email: 'tina@example.com', password: 'tina-password-1' });
+    const browser = new Browser(idp.issuer);
+    await browser.submit(await browser.get('/account'), '/login', { login: 'tina', password: 'tina-password-1' });
+    const setup = await browser.get('/account/totp');
+    const secret = totpSecretOf(setup);
+    await browser.submit(setup, '/account/totp', { code: code(secret) });
+    now += 30_000;
+    let page = await browser.submit(await browser.get('/account/login?reauth=1'), '/login', { login: 'tina', password: 'tina-password-1' });
+    page = await browser.submit(page, '/totp', { code: code(secret) });
+    expect(page.url).toBe(`${idp.issuer}/account`);
+
+    now += 11 * 60_000;
+    expect(await changePassword(browser, 'not-yet-allowed-1')).toMatchObject({ status: 303, location: '/account/login?reauth=1' });
+
+    // Asked for a passkey, which she has not got: the password first, not the enrollment page.
+    const asked = await accountStepUp(browser, 'phr');
+    expect(asked.body).toContain('autocomplete="current-password"');
+    expect((await browser.api('POST', '/api/mfa/passkeys/start', {})).status).toBe(403);
+    const second = await browser.submit(asked, '/login', { login: 'tina', password: 'tina-password-1' });
+    expect(second.body).toContain('name="code"');
+    expect((await browser.api('POST', '/api/mfa/passkeys/start', {})).status).toBe(403);
+    now += 30_000;
+    const enroll = await browser.submit(second, '/totp', { code: code(secret) });
+    expect(enroll.body).not.toContain('name="code"');
+    const options = await browser.api<PublicKeyCredentialCreationOptionsJSON>('POST', '/api/mfa/passkeys/start', {});
+    expect(options.status).toBe(200);
+    const finish = await browser.api<{ redirectTo: string }>('POST', '/api/mfa/passkeys/finish', new SoftAuthenticator(idp.issuer).create(options.body));
+    expect(finish.status).toBe(200);
+    await browser.get(finish.body.redirectTo);
+    // Every factor was proven just now: the account page counts the sign-in as recent.
+    expect(await changePassword(browser, 'tina-password-2')).toMatchObject({ changed: true });
+  });
+
+  it('a stale password-only session asked for MFA must enter the password again before adding an authenticator app', async () => {
+    await idp.users.add({ username: 'uma', email: 'uma@example.com', password: 'uma-password-1' });
+    const browser = new Browser(idp.issuer);
+    const page = await browser.submit(await browser.get('/account'), '/login', { login: 'uma', password: 'uma-password-1' });
+    expect(page.url).toBe(`${idp.issuer}/account`);
+    now += 11 * 60_000;
+
+    const asked = await accountStepUp(browser, MFA);
+    expect(asked.body).toContain('autocomplete="current-password"');
+    const refused = await browser.request(`${asked.url.split('?')[0]}/enroll/totp`, { form: { csrf: findForm(asked.body, '/login').fields.csrf!, code: '000000' } });
+    expect(refused.status).toBe(400);
+    const enroll = await browser.submit(asked, '/login', { login: 'uma', password: 'uma-password-1' });
+    const setup = await browser.get(`${enroll.url.split('?')[0]}?method=totp`);
+    expect(setup.body).toContain('class="secret"');
+  });
+
+  it('a password posted at a step that does not ask for one is refused, and an old passkey sign-in stays old', async () => {
+    await idp.users.add({ username: 'pat', email: 'pat@example.com', password: 'pat-password-1' });
+    const authenticator = new SoftAuthenticator(idp.issuer);
+    const browser = new Browser(idp.issuer);
+    const phr = await startAuthorization(await relyingParty(idp.issuer, 'phr-app'));
+    const loginPage = await browser.get(phr.url);
+    const csrf = findForm(loginPage.body, '/login').fields.csrf!;
+    await browser.submit(loginPage, '/login', { login: 'pat', password: 'pat-password-1' });
+    const options = await browser.api<PublicKeyCredentialCreationOptionsJSON>('POST', '/api/mfa/passkeys/start', {});
+    const enrolled = await browser.api<{ redirectTo: string }>('POST', '/api/mfa/passkeys/finish', authenticator.create(options.body));
+    const t0 = await phr.redeem(await browser.get(enrolled.body.redirectTo));
+    const authTime0 = t0.claims()!.auth_time!;
+
+    now += 20 * 60_000;
+    expect((await browser.api('POST', '/api/mfa/passkeys/start', {})).status).toBe(403);
+    // An essential acr the session meets, which the library sends to an interaction anyway (it compares
+    // the value with the session's acr).
+    const req = await startAuthorization(await relyingParty(idp.issuer, 'first-party'), {
+      claims: JSON.stringify({ id_token: { acr: { essential: true, value: MFA } } }),
+    });
+    const toInteraction = await browser.request(req.url);
+    const interaction = new URL(toInteraction.headers.get('location')!, idp.issuer);
+    expect(interaction.pathname).toMatch(/^\/interaction\//);
+    const posted = await browser.request(`${interaction.pathname}/login`, { form: { csrf, login: 'pat', password: 'pat-password-1' } });
+    expect(posted.status).toBe(400);
+    const tokens = await req.redeem(await browser.get(interaction.toString()));
+    expect(tokens.claims()!.auth_time).toBe(authTime0);
+    expect(tokens.claims()!.amr).toEqual(expect.arrayContaining(['pwd', 'hwk']));
+    expect((await browser.api('POST', '/api/mfa/passkeys/start', {})).status).toBe(403);
+  });
+});
