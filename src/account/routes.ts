@@ -212,7 +212,9 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     if (!ok) return;
     const { account, form } = ok;
     if (account.enrolled.totp) return renderAccount(ctx, account, { error: ALREADY_TOTP }, 409);
-    if (!(await services.totp.confirmEnrollment(account.user.id, form.code ?? ''))) {
+    const confirmed = await services.throttle.check('otp', account.user.id, requestFacts(ctx, ACCOUNT_CLIENT_ID).ip,
+      () => services.totp.confirmEnrollment(account.user.id, form.code ?? ''));
+    if (!confirmed) {
       const enrollment = await services.totp.pendingEnrollment(account.user.id, account.user.email);
       if (!enrollment) return renderAccount(ctx, account, { error: 'That setup has expired. Start again.' }, 400);
       return renderPage(ctx, 'account-totp', {

@@ -28,21 +28,35 @@ export const FRESH_PROOF_SECONDS = 600;
 
 const rank = (acr: string) => ACR_ORDER.indexOf(acr);
 
+export interface AcrRequest {
+  /** The acr values any of which satisfies the request (only values we issue). */
+  values: string[];
+  /** Essential values were asked for and none is one we issue: no sign-in can meet the request. */
+  unsupported: boolean;
+}
+
 /**
- * The acr values an authorization request asks for: `acr_values` (OIDC Core §3.1.2.1) and the `acr`
- * member of the `claims` parameter (§5.5.1.1), keeping only values we know.
+ * The acr values an authorization request asks for. An essential `acr` member of the `claims` parameter
+ * wins (OIDC Core §5.5.1.1: the acr returned must be one of its values, and if none can be met the
+ * authentication fails); otherwise `acr_values` (§3.1.2.1) and a voluntary `acr` claim, both
+ * preferences. Values we do not issue are dropped.
  */
-export function requestedAcrs(params: { acr_values?: unknown; claims?: unknown }): string[] {
-  const out = new Set<string>();
-  for (const value of String(params.acr_values ?? '').split(' ')) if (value) out.add(value);
+export function acrRequest(params: { acr_values?: unknown; claims?: unknown }): AcrRequest {
   let claims: unknown = params.claims;
   if (typeof claims === 'string') {
     try { claims = JSON.parse(claims); } catch { claims = undefined; }
   }
-  const acr = (claims as { id_token?: { acr?: { value?: unknown; values?: unknown } } } | undefined)?.id_token?.acr;
-  if (typeof acr?.value === 'string') out.add(acr.value);
-  if (Array.isArray(acr?.values)) for (const v of acr.values) if (typeof v === 'string') out.add(v);
-  return [...out].filter((v) => ACR_ORDER.includes(v));
+  const acr = (claims as { id_token?: { acr?: { essential?: unknown; value?: unknown; values?: unknown } | null } } | undefined)?.id_token?.acr;
+  const claimed = [
+    ...(typeof acr?.value === 'string' ? [acr.value] : []),
+    ...(Array.isArray(acr?.values) ? acr.values.filter((v): v is string => typeof v === 'string') : []),
+  ];
+  const known = (values: string[]) => [...new Set(values)].filter((v) => ACR_ORDER.includes(v));
+  if (acr?.essential === true && claimed.length > 0) {
+    const values = known(claimed);
+    return { values, unsupported: values.length === 0 };
+  }
+  return { values: known([...String(params.acr_values ?? '').split(' ').filter(Boolean), ...claimed]), unsupported: false };
 }
 
 /**

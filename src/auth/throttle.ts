@@ -53,45 +53,57 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
   const backoff = (failures: number) => (failures < policy.backoff_after ? 0
     : Math.min(policy.max_backoff_seconds, 2 ** (failures - policy.backoff_after)));
 
+  /**
+   * Reserves one attempt of `factor` for `subject` (a user id, or the typed login for unknown users)
+   * from `ip`; throws ThrottledError (status 429, retryAfter) when either limit says no.
+   */
+  async function begin(factor: Factor, subject: string, ip: string): Promise<Attempt> {
+    // The address's attempt is reserved first (and given back on success), so a parallel burst from one
+    // address cannot all pass the check before any of it is counted.
+    const addressKey = ipKey(ip);
+    const fromIp = await queries.adjust(addressKey, 1, now());
+    if (fromIp > policy.ip_max_failures) {
+      deps.onRefused?.('ip');
+      throw new ThrottledError(policy.ip_window_seconds - (now() % policy.ip_window_seconds), 'ip');
+    }
+    const key = `acct:${subject}:${factor}`;
+    const taken = await queries.take(key, now());
+    if (!taken || taken.failures > policy.lock_after) {
+      // Refused guesses still count against the address: hammering a locked account is spraying too.
+      if (taken) await lock(key);
+      const { blocked_until: until } = await queries.read(key);
+      deps.onRefused?.('account');
+      throw new ThrottledError(Math.max(1, (until ?? now()) - now()), 'account');
+    }
+    return {
+      async succeeded() {
+        // Two single-row statements, not one UPDATE of both rows: on PostgreSQL two such UPDATEs can lock
+        // the rows in opposite orders and deadlock (seen under parallel sign-ins of one account).
+        await Promise.all([queries.reset(key, now()), queries.adjust(addressKey, -1, now())]);
+      },
+      async failed() {
+        if (taken.failures >= policy.lock_after) {
+          await lock(key);
+          return true;
+        }
+        const wait = backoff(taken.failures);
+        if (wait > 0) await queries.blockUntil(key, now() + wait, now());
+        return false;
+      },
+    };
+  }
+
   return {
+    begin,
     /**
-     * Reserves one attempt of `factor` for `subject` (a user id, or the typed login for unknown users)
-     * from `ip`; throws ThrottledError (status 429, retryAfter) when either limit says no.
+     * One throttled verification that is not a sign-in step (the code that confirms a new authenticator
+     * app): refused before `verify` runs while locked, its outcome counted like a sign-in's.
      */
-    async begin(factor: Factor, subject: string, ip: string): Promise<Attempt> {
-      // The address's attempt is reserved first (and given back on success), so a parallel burst from one
-      // address cannot all pass the check before any of it is counted.
-      const addressKey = ipKey(ip);
-      const fromIp = await queries.adjust(addressKey, 1, now());
-      if (fromIp > policy.ip_max_failures) {
-        deps.onRefused?.('ip');
-        throw new ThrottledError(policy.ip_window_seconds - (now() % policy.ip_window_seconds), 'ip');
-      }
-      const key = `acct:${subject}:${factor}`;
-      const taken = await queries.take(key, now());
-      if (!taken || taken.failures > policy.lock_after) {
-        // Refused guesses still count against the address: hammering a locked account is spraying too.
-        if (taken) await lock(key);
-        const { blocked_until: until } = await queries.read(key);
-        deps.onRefused?.('account');
-        throw new ThrottledError(Math.max(1, (until ?? now()) - now()), 'account');
-      }
-      return {
-        async succeeded() {
-          // Two single-row statements, not one UPDATE of both rows: on PostgreSQL two such UPDATEs can lock
-          // the rows in opposite orders and deadlock (seen under parallel sign-ins of one account).
-          await Promise.all([queries.reset(key, now()), queries.adjust(addressKey, -1, now())]);
-        },
-        async failed() {
-          if (taken.failures >= policy.lock_after) {
-            await lock(key);
-            return true;
-          }
-          const wait = backoff(taken.failures);
-          if (wait > 0) await queries.blockUntil(key, now() + wait, now());
-          return false;
-        },
-      };
+    async check(factor: Factor, subject: string, ip: string, verify: () => Promise<boolean>): Promise<boolean> {
+      const attempt = await begin(factor, subject, ip);
+      const ok = await verify();
+      await (ok ? attempt.succeeded() : attempt.failed());
+      return ok;
     },
     /** Operator unlock: clears every counter of the user. */
     unlock: (userId: string) => queries.resetPrefix(`acct:${userId}:`, now()),

@@ -205,11 +205,22 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     redirectTo(ctx, await provider.interactionResult(ctx.req, ctx.res, { consent }, { mergeWithLastSubmission: true }));
   }
 
+  // OpenID Connect Core Error Code unmet_authentication_requirements 1.0.
+  async function unmet(ctx: Context, uid: string) {
+    await services.progress.finish(uid);
+    const result = { error: 'unmet_authentication_requirements', error_description: 'The requested authentication could not be performed.' };
+    redirectTo(ctx, await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }));
+  }
+
   router.get('/interaction/:uid', async (ctx) => {
     const interaction = await provider.interactionDetails(ctx.req, ctx.res);
     switch (interaction.prompt.name) {
-      case 'login':
-        return renderStep(ctx, await states.forPage(ctx, interaction), { method: String(ctx.query.method ?? '') });
+      case 'login': {
+        const state = await states.forPage(ctx, interaction);
+        // An essential acr we never issue: no sign-in helps, so the app hears so at once.
+        if (state.unmetAcr) return unmet(ctx, interaction.uid);
+        return renderStep(ctx, state, { method: String(ctx.query.method ?? '') });
+      }
       case 'consent': {
         const client = await provider.Client.find(String(interaction.params.client_id));
         if (client?.skip_consent === true) return grantConsent(ctx, interaction);
@@ -277,9 +288,9 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     assertThat(state.step.kind === 'enroll' && state.step.methods.includes('totp'),
       new AppError('invalid_request', 'Setting up an authenticator app is not expected at this step.'));
     const user = state.user!;
-    if (!(await services.totp.confirmEnrollment(user.id, form.code ?? ''))) {
-      return renderStep(ctx, state, { method: 'totp', error: FAILED }, 400);
-    }
+    const confirmed = await services.throttle.check('otp', user.id, requestFacts(ctx, state.interaction.params.client_id).ip,
+      () => services.totp.confirmEnrollment(user.id, form.code ?? ''));
+    if (!confirmed) return renderStep(ctx, state, { method: 'totp', error: FAILED }, 400);
     await services.audit.record({ type: 'factor_enrolled', outcome: 'success', userId: user.id, ...requestFacts(ctx, state.interaction.params.client_id), detail: { factor: 'otp' } });
     await states.save(ctx, services.progress.withFactor(state.progress, user.id, { method: 'otp', at: epochSeconds(clock) }));
     if (hasAnyFactor(state.enrolled)) return backToStep(ctx, state.interaction.uid);
@@ -296,12 +307,11 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     return backToStep(ctx, state.interaction.uid);
   });
 
-  // OpenID Connect Core Error Code unmet_authentication_requirements 1.0.
+  // The user declines to enroll the factor the request demands.
   router.post('/interaction/:uid/decline', async (ctx) => {
     const { state } = await postedStep(ctx);
-    await services.progress.finish(state.progress.uid);
-    const result = { error: 'unmet_authentication_requirements', error_description: 'The requested authentication could not be performed.' };
-    redirectTo(ctx, await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }));
+    assertThat(state.step.kind === 'enroll', new AppError('invalid_request', 'There is nothing to decline at this step.'));
+    return unmet(ctx, state.progress.uid);
   });
 
   router.post('/interaction/:uid/confirm', async (ctx) => {

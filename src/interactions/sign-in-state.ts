@@ -9,7 +9,7 @@ import { epochSeconds } from '../clock.js';
 import { acrFor, amrFor } from '../auth/assurance.js';
 import type { Progress } from '../auth/sign-in-progress.js';
 import {
-  demandedAcr, factorsFromAmr, nextStep, requestedAcrs, type Enrolled, type MfaPolicy, type Step,
+  acrRequest, demandedAcr, factorsFromAmr, nextStep, type Enrolled, type MfaPolicy, type Step,
 } from '../auth/sign-in-policy.js';
 import type { CookieJar } from '../http/cookies.js';
 import type { UserRow } from '../queries/users.js';
@@ -24,6 +24,8 @@ export interface SignInState {
   clientName: string;
   enrolled: Enrolled;
   requested: string[];
+  /** The request demands, as essential, only acr values we do not issue: it cannot be met. */
+  unmetAcr: boolean;
   demand: string;
   step: Step;
   /** Seconds a sign-in stays open (the interaction lifetime). */
@@ -54,12 +56,12 @@ export function createSignInStates(deps: { provider: Provider; services: Service
       : known?.id === progress.userId ? known : await services.users.findById(progress.userId);
     const usable = user && !user.disabled ? user : undefined;
     const enrolled = usable ? await services.enrolled(usable.id) : NOTHING;
-    const requested = requestedAcrs(interaction.params);
+    const { values: requested, unsupported: unmetAcr } = acrRequest(interaction.params);
     const demand = demandedAcr({ mfaPolicy: (client?.mfa_policy as MfaPolicy | undefined) ?? 'if-enrolled', enrolled, requested });
     const step: Step = usable ? nextStep({ demand, factors: progress.factors, enrolled, now: epochSeconds(clock) }) : { kind: 'first-factor' };
     return {
       interaction, progress, user: usable, clientName: client?.clientName ?? String(interaction.params.client_id),
-      enrolled, requested, demand, step, interactionTtl: deps.interactionTtl,
+      enrolled, requested, unmetAcr, demand, step, interactionTtl: deps.interactionTtl,
     };
   }
 

@@ -8,7 +8,8 @@ import type { Config } from '../config/load.js';
 import { AUTH_METHODS, SCOPES } from '../config/schema.js';
 import type { Db } from '../db/connect.js';
 import { ACR_ORDER } from '../auth/assurance.js';
-import { requestedAcrs } from '../auth/sign-in-policy.js';
+import { acrRequest, factorsFromAmr } from '../auth/sign-in-policy.js';
+import { acrFor } from '../auth/assurance.js';
 import { renderPage } from '../http/views.js';
 import type { UserQueries } from '../queries/users.js';
 import { createFindAccount } from './account.js';
@@ -102,19 +103,34 @@ function loginPolicy(needsStepUp: StepUpCheck, sessionExpired: SessionExpiredChe
     });
     return expired ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
   }));
+  // The library's own acr checks compare the requested value with the session's acr as a string (a
+  // phrh session asked for an essential mfa went back to sign-in; prompt=none was refused), and an
+  // essential value no sign-in can give sent the browser round in circles. These two replace them.
+  policy.get('login')!.checks.remove('essential_acrs');
+  policy.get('login')!.checks.remove('essential_acr');
+  policy.get('login')!.checks.add(new Check('unsupported_acr', 'none of the requested essential acr values is supported',
+    'unmet_authentication_requirements', (ctx) => {
+      if (ctx.oidc.result?.login) return Check.NO_NEED_TO_PROMPT;
+      return acrRequest({ claims: ctx.oidc.params?.claims }).unsupported ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
+    }));
   policy.get('login')!.checks.add(new Check('step_up', 'the session does not meet the requested authentication', 'interaction_required',
     async (ctx) => {
       const { oidc } = ctx;
       if (!oidc.session?.accountId || oidc.result?.login) return Check.NO_NEED_TO_PROMPT;
-      const session = oidc.session as unknown as { amr?: string[]; loginTs?: number };
+      const session = oidc.session as unknown as { amr?: string[]; loginTs?: number; acr?: string };
+      const requested = acrRequest({ acr_values: oidc.params?.acr_values, claims: oidc.params?.claims }).values;
       const shortfall = await needsStepUp({
         accountId: oidc.session.accountId,
         amr: session.amr,
         loginTs: session.loginTs ?? 0,
         mfaPolicy: String(oidc.client?.mfa_policy ?? 'if-enrolled'),
-        requested: requestedAcrs({ acr_values: oidc.params?.acr_values, claims: oidc.params?.claims }),
+        requested,
       });
-      return shortfall ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
+      if (shortfall) return Check.REQUEST_PROMPT;
+      // The session will do. Its acr was chosen for the request that signed it in; the tokens of this one
+      // say what this one asked for (the ID token takes the session's acr: oidc_context.js, get acr()).
+      session.acr = acrFor(factorsFromAmr(session.amr, session.loginTs ?? 0), requested);
+      return Check.NO_NEED_TO_PROMPT;
     }));
   return policy;
 }

@@ -111,6 +111,41 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     expect((await p.send(totpNow('guess1'))).status).toBe(303);
   });
 
+  it('throttles the code that confirms a new authenticator app, on the account page and during a sign-in', async () => {
+    for (const where of ['account', 'sign-in'] as const) {
+      const username = `confirm-${where}`;
+      await idp.users.add({ username, email: `${username}@example.com`, password: `${username}-password-1` });
+      const browser = new Browser(idp.issuer);
+      let setup: Page;
+      let action: string;
+      if (where === 'account') {
+        await browser.submit(await browser.get('/account'), '/login', { login: username, password: `${username}-password-1` });
+        setup = await browser.get('/account/totp');
+        action = '/account/totp';
+      } else {
+        // The account page's own authorization request, asking for MFA the user has not got: enrollment.
+        const start = await browser.request('/account/login');
+        const url = new URL(start.headers.get('location')!);
+        url.searchParams.set('acr_values', 'https://refeds.org/profile/mfa');
+        const enroll = await signIn(browser, url.toString(), username, `${username}-password-1`);
+        setup = await browser.get(`${enroll.url.split('?')[0]}?method=totp`);
+        action = '/enroll/totp';
+      }
+      const form = findForm(setup.body, action);
+      const secret = /<code class="secret">([A-Z2-7 ]+)<\/code>/.exec(setup.body)![1]!.replace(/ /g, '');
+      const right = () => generateSync({ secret, epoch: Math.floor(now / 1000) });
+      const wrong = () => String((Number(right()) + 1) % 1_000_000).padStart(6, '0');
+      const statuses: number[] = [];
+      for (let i = 0; i < 12; i += 1) {
+        statuses.push((await browser.request(new URL(form.action, setup.url).toString(), { form: { ...form.fields, code: wrong() } })).status);
+      }
+      // Back-off after STRICT.backoff_after failures: the right code waits too.
+      expect(statuses.slice(0, STRICT.backoff_after)).toEqual(Array(STRICT.backoff_after).fill(400));
+      expect(statuses).toContain(429);
+      expect((await browser.request(new URL(form.action, setup.url).toString(), { form: { ...form.fields, code: right() } })).status).toBe(429);
+    }
+  });
+
   it('lets a lock expire by itself: one checked attempt after each lock period', async () => {
     await userWithTotp('guess3');
     const p = await pendingTotp('guess3', '198.51.100.3');

@@ -7,12 +7,12 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { generateSync } from 'otplib';
-import type { PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
 import { Browser, findForm, type Page } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/authenticator.js';
 import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { defaultClients, REDIRECT_URI, startIdp, TEST_SECRET, type TestIdp } from '../helpers/idp.js';
-import { relyingParty, signIn, startAuthorization, totpSecretOf } from '../helpers/flows.js';
+import { relyingParty, startAuthorization, totpSecretOf } from '../helpers/flows.js';
 
 const MFA = 'https://refeds.org/profile/mfa';
 const clients = [
@@ -103,34 +103,28 @@ describe.each(databaseKinds())('re-authentication on %s', (kind) => {
     expect(setup.body).toContain('class="secret"');
   });
 
-  it('a password posted at a step that does not ask for one is refused, and an old passkey sign-in stays old', async () => {
+  it('a password posted at a step that does not ask for one is refused, and a step-up keeps the first factor’s auth_time', async () => {
     await idp.users.add({ username: 'pat', email: 'pat@example.com', password: 'pat-password-1' });
-    const authenticator = new SoftAuthenticator(idp.issuer);
     const browser = new Browser(idp.issuer);
-    const phr = await startAuthorization(await relyingParty(idp.issuer, 'phr-app'));
-    const loginPage = await browser.get(phr.url);
+    const first = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
+    const loginPage = await browser.get(first.url);
     const csrf = findForm(loginPage.body, '/login').fields.csrf!;
-    await browser.submit(loginPage, '/login', { login: 'pat', password: 'pat-password-1' });
-    const options = await browser.api<PublicKeyCredentialCreationOptionsJSON>('POST', '/api/mfa/passkeys/start', {});
-    const enrolled = await browser.api<{ redirectTo: string }>('POST', '/api/mfa/passkeys/finish', authenticator.create(options.body));
-    const t0 = await phr.redeem(await browser.get(enrolled.body.redirectTo));
+    const t0 = await first.redeem(await browser.submit(loginPage, '/login', { login: 'pat', password: 'pat-password-1' }));
     const authTime0 = t0.claims()!.auth_time!;
+    // An authenticator app added on the account page: the session still says pwd only.
+    await browser.get('/account');
+    const setup = await browser.get('/account/totp');
+    const secret = totpSecretOf(setup);
+    await browser.submit(setup, '/account/totp', { code: code(secret) });
 
-    now += 20 * 60_000;
-    expect((await browser.api('POST', '/api/mfa/passkeys/start', {})).status).toBe(403);
-    // An essential acr the session meets, which the library sends to an interaction anyway (it compares
-    // the value with the session's acr).
-    const req = await startAuthorization(await relyingParty(idp.issuer, 'first-party'), {
-      claims: JSON.stringify({ id_token: { acr: { essential: true, value: MFA } } }),
-    });
-    const toInteraction = await browser.request(req.url);
-    const interaction = new URL(toInteraction.headers.get('location')!, idp.issuer);
-    expect(interaction.pathname).toMatch(/^\/interaction\//);
-    const posted = await browser.request(`${interaction.pathname}/login`, { form: { csrf, login: 'pat', password: 'pat-password-1' } });
+    now += 5 * 60_000;
+    const req = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
+    const second = await browser.get(req.url);
+    expect(second.body).toContain('name="code"');
+    const posted = await browser.request(`${new URL(second.url).pathname}/login`, { form: { csrf, login: 'pat', password: 'pat-password-1' } });
     expect(posted.status).toBe(400);
-    const tokens = await req.redeem(await browser.get(interaction.toString()));
-    expect(tokens.claims()!.auth_time).toBe(authTime0);
-    expect(tokens.claims()!.amr).toEqual(expect.arrayContaining(['pwd', 'hwk']));
-    expect((await browser.api('POST', '/api/mfa/passkeys/start', {})).status).toBe(403);
+    const tokens = await req.redeem(await browser.submit(second, '/totp', { code: code(secret) }));
+    expect(tokens.claims()).toMatchObject({ acr: MFA, auth_time: authTime0 });
+    expect(tokens.claims()!.amr).toEqual(expect.arrayContaining(['pwd', 'otp']));
   });
 });
