@@ -89,11 +89,12 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
   if (metrics) {
     provider.use(metrics.middleware());
     provider.on('grant.success', (ctx) => metrics.tokens.inc({ grant_type: String(ctx.oidc.params?.grant_type ?? 'unknown') }));
-    if (config.metrics.port === undefined && config.metrics.bearer_token) provider.use(metrics.route(config.metrics.bearer_token));
   }
   provider.use(createClientIp(config.trusted_proxies).middleware());
   provider.use(requestLog(log));
   provider.use(securityHeaders(secure));
+  // On the main port, behind its token: logged and given the headers like every other response.
+  if (metrics && config.metrics.port === undefined && config.metrics.bearer_token) provider.use(metrics.route(config.metrics.bearer_token));
   provider.use(errorHandler(log));
   const routers = [
     createInteractionRoutes({ provider, csrf, cookies, services, states, clock, log }),

@@ -16,6 +16,12 @@ function isIpOrCidr(value: string): boolean {
 
 const url = z.url({ error: 'expected a URL' });
 const urlList = z.array(url, { error: 'expected a list of URLs' });
+// The provider serves from the root of its host: its routes, redirects and form actions are absolute
+// paths, so an issuer with a path would publish endpoints that are not there.
+const origin = url.refine((value) => {
+  const parsed = new URL(value);
+  return /^https?:$/.test(parsed.protocol) && parsed.pathname === '/' && !parsed.search && !parsed.hash && !parsed.username && !parsed.password;
+}, { error: 'expected an http or https origin (scheme, host, port) without a path, query or fragment' });
 const seconds = (fallback: number, description: string) =>
   z.int({ error: 'expected a whole number of seconds' }).positive({ error: 'expected a positive number of seconds' })
     .default(fallback).describe(description);
@@ -54,7 +60,7 @@ export const clientSchema = z.strictObject({
   logo_uri: url.optional(),
   policy_uri: url.optional(),
   tos_uri: url.optional(),
-  default_max_age: z.int({ error: 'expected a whole number of seconds' }).nonnegative().optional(),
+  default_max_age: z.int({ error: 'expected a whole number of seconds' }).nonnegative({ error: 'must not be negative' }).optional(),
   require_auth_time: z.boolean({ error: 'expected true or false' }).optional(),
   id_token_signed_response_alg: z.enum(['RS256', 'ES256', 'EdDSA'], { error: 'expected RS256, ES256 or EdDSA' }).optional()
     .describe('ID token signing algorithm; default RS256.'),
@@ -81,7 +87,7 @@ export const clientSchema = z.strictObject({
 
 export const configSchema = z.strictObject({
   $schema: z.string().optional(),
-  issuer: url.optional().describe('Public URL of this provider; env IDP_ISSUER wins. Default http://localhost:$PORT.'),
+  issuer: origin.optional().describe('Public URL of this provider; env IDP_ISSUER wins. Default http://localhost:$PORT.'),
   port: z.int({ error: 'expected a port number' }).min(1).max(65535).default(3000).describe('env PORT wins.'),
   database_url: z.string().optional().describe('postgres://… selects PostgreSQL; env DATABASE_URL wins. Unset: SQLite.'),
   data_dir: z.string().default('./data').describe('Where the embedded SQLite database lives; env IDP_DATA_DIR wins.'),
@@ -90,7 +96,7 @@ export const configSchema = z.strictObject({
   sqlite_synchronous: z.enum(['full', 'normal'], { error: 'expected full or normal' }).default('full')
     .describe('SQLite: full syncs the WAL to disk at every commit, so every answered change survives a power loss, as with PostgreSQL; normal syncs it at checkpoints only: faster, and a power loss or OS crash (not a crash of the process) may undo the last changes, consumed codes and revocations included.'),
   password: z.strictObject({
-    bcrypt_cost: z.int({ error: 'expected a whole number' }).min(4).max(15).default(12)
+    bcrypt_cost: z.int({ error: 'expected a whole number' }).min(4, { error: 'must be between 4 and 15' }).max(15, { error: 'must be between 4 and 15' }).default(12)
       .describe('bcrypt work factor for new password hashes.'),
     min_length: z.int({ error: 'expected a whole number' }).min(8, { error: 'must be at least 8' }).default(8),
   }).prefault({}),

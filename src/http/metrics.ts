@@ -66,6 +66,7 @@ export function createMetrics(db: Db) {
       const expected = Buffer.from(`Bearer ${token}`);
       return async (ctx: Context, next: Next) => {
         if (ctx.path !== '/metrics' || ctx.method !== 'GET') return next();
+        ctx.state.route = 'metrics';
         const given = Buffer.from(ctx.get('authorization'));
         if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
           ctx.status = 401;

@@ -30,7 +30,14 @@ describe('metrics', () => {
     expect((await fetch(`${idp.issuer}/metrics`, { headers: { authorization: 'Bearer not-the-token-at-all-12345' } })).status).toBe(401);
     const res = await fetch(`${idp.issuer}/metrics`, { headers: { authorization: `Bearer ${token}` } });
     expect(res.status).toBe(200);
-    const text = await res.text();
+    // Like any response: a request id and the security headers, and its own route in the next scrape.
+    expect(res.headers.get('x-request-id')).toBeTruthy();
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    await res.text();
+    const again = await fetch(`${idp.issuer}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+    const text = await again.text();
+    expect(text).toMatch(/idp_http_request_duration_seconds_count\{method="GET",route="metrics",status="200"\} 1/);
+    expect(text).toMatch(/idp_http_request_duration_seconds_count\{method="GET",route="metrics",status="401"\} 2/);
     expect(text).toMatch(/idp_http_request_duration_seconds_count\{method="GET",route="authorization",status="303"\} \d+/);
     expect(text).toMatch(/idp_sign_in_attempts_total\{outcome="failure",factor="pwd"\} 1/);
     expect(text).toMatch(/idp_sign_in_attempts_total\{outcome="success",factor="pwd"\} 1/);

@@ -88,6 +88,16 @@ clients:
     expect(problemsOf({ IDP_CONFIG: path.join(dir, 'missing.yaml') })[0]).toMatch(/cannot read the config file: ENOENT/);
   });
 
+  it('refuses an issuer that is not an origin, and says what a number out of range should be', () => {
+    const empty = write('empty.yaml', '{}\n');
+    const notOrigin = 'issuer: expected an http or https origin (scheme, host, port) without a path, query or fragment';
+    for (const issuer of ['https://sso.example.com/sso', 'https://sso.example.com/?a=1', 'ftp://sso.example.com']) {
+      expect(problemsOf({ IDP_CONFIG: empty, IDP_ISSUER: issuer })).toEqual([notOrigin]);
+    }
+    expect(loadConfig({ IDP_CONFIG: empty, IDP_ISSUER: 'https://sso.example.com:8443/' }).issuer).toBe('https://sso.example.com:8443');
+    expect(problemsOf({ IDP_CONFIG: write('cost.yaml', 'password:\n  bcrypt_cost: 99\n') })).toEqual(['password.bcrypt_cost: must be between 4 and 15']);
+  });
+
   it('refuses metrics on a port of their own that is the main port', () => {
     const file = write('metrics.yaml', 'metrics:\n  enabled: true\n  port: 3300\n');
     expect(problemsOf({ IDP_CONFIG: file, PORT: '3300' })).toEqual([
