@@ -239,6 +239,11 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
   }
 }
 
+// Output piped into a reader that stops early (`| head`): done, not a crash.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
 run(process.argv.slice(2), (line) => process.stdout.write(`${line}\n`)).then(() => process.exit(0), (err: unknown) => {
   let message: string;
   if (err instanceof ConfigError) message = err.message;

@@ -41,7 +41,12 @@ function knexLog(log: Logger | undefined): Knex.Config['log'] {
   // The first line: knex appends the error's stack to some ("Acquire connection error: …").
   const detail = (message: unknown) => ({ detail: (message instanceof Error ? message.message : String(message)).split('\n')[0] });
   return {
-    warn: (message) => log.warn('database', detail(message)),
+    warn: (message) => {
+      // Its advice while another process holds the migration lock names its own CLI: ours is
+      // `migrate --unlock`, which the error names if the wait gives up (migrate.ts).
+      if (/knex migrate:unlock/.test(String(message))) return;
+      log.warn('database', detail(message));
+    },
     error: (message) => log.error('database', detail(message)),
     // knex hands over one finished sentence, whatever its type says (lib/logger.js).
     deprecate: (message) => log.warn('database', detail(message)),

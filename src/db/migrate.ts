@@ -51,7 +51,7 @@ const CREATION_RACES = 3;
 
 async function latestOnceOthersAreDone(db: Db): Promise<string[]> {
   const giveUpAt = Date.now() + WAIT_FOR_OTHERS_MS;
-  for (let races = 0; ; ) {
+  for (let races = 0, waits = 0; ; ) {
     try {
       return (await db.migrate.latest(OPTIONS))[1] as string[];
     } catch (err) {
@@ -70,7 +70,10 @@ async function latestOnceOthersAreDone(db: Db): Promise<string[]> {
       // With two lock rows nobody can take the lock (knex's update must change exactly one), so nobody
       // holds it either: keep the first.
       if (locked) await db('knex_migrations_lock').where('index', '>', db('knex_migrations_lock').min('index')).delete();
-      await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 150));
+      // Sooner at first (migrations usually take a second), then every two seconds or so: each try is a
+      // warning in the log (knex's "Can't take lock").
+      waits += 1;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 50 * 2 ** waits) * (0.5 + Math.random() / 2)));
     }
   }
 }

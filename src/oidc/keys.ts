@@ -103,7 +103,7 @@ export async function checkSecretKeyFingerprint(db: Db, clock: Clock, fingerprin
   await keystore.insertIfAbsent({ id: 'secret-key-check', kind: 'secret-check', material: fingerprint, created_at: epochSeconds(clock) });
   const [recorded] = await keystore.list('secret-check');
   if (recorded && recorded.material !== fingerprint) {
-    throw new Error('IDP_SECRET_KEY does not match the key this database was set up with: refusing to start (stored secrets could not be read)');
+    throw new Error('the secret key (IDP_SECRET_KEY, IDP_SECRET_KEY_FILE or the data directory\'s secret.key, whichever is set first) does not match the key this database was set up with: refusing to start (stored secrets could not be read)');
   }
 }
 

@@ -29,6 +29,23 @@ describe.each(databaseKinds())('idp CLI on %s', (kind) => {
     return { code: result.status, out: result.stdout, err: result.stderr.replace(/.*Unsupported runtime.*\n/, '') };
   };
 
+  it('stops quietly when its output is piped into a reader that stops early (| head)', async () => {
+    expect(idp(['migrate'])).toMatchObject({ code: 0 });
+    const db = connect(database.target);
+    try {
+      const at = Math.floor(Date.now() / 1000);
+      const rows = Array.from({ length: 20_000 }, (_, i) => ({ at: at - i, type: 'sign_in', outcome: 'failure', username: `piped${i}` }));
+      for (let i = 0; i < rows.length; i += 500) await db('security_events').insert(rows.slice(i, i + 500));
+    } finally {
+      await db.destroy();
+    }
+    const cli = path.join(projectRoot, 'dist', 'src', 'cli', 'main.js');
+    const piped = spawnSync('bash', ['-c', `set -o pipefail; "${process.execPath}" "${cli}" audit | head -1`], { env, encoding: 'utf8', timeout: 30_000 });
+    expect(piped.stdout).toMatch(/sign_in\s+failure\s+piped0/);
+    expect(piped.stderr).not.toMatch(/EPIPE|Error/);
+    expect(piped.status).toBe(0);
+  });
+
   it('migrates, adds, lists, disables, re-enables, changes passwords and deletes users', async () => {
     expect(idp(['migrate'])).toMatchObject({ code: 0 });
     const added = idp(['users', 'add', 'Erin', '--email', 'Erin@Example.com', '--name', 'Erin E.', '--password-stdin'], 'erin-password-1\n');
