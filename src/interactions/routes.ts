@@ -25,6 +25,7 @@ import type { Services } from '../services.js';
 import type { UserRow } from '../queries/users.js';
 import type { Interaction, SignInState, SignInStates } from './sign-in-state.js';
 import type { VerifiedFactor } from '../auth/assurance.js';
+import { PROTOCOL } from '../oidc/provider.js';
 
 export interface InteractionDeps {
   provider: Provider;
@@ -42,6 +43,8 @@ const SCOPE_TEXT: Record<string, string> = {
   email: 'Your e-mail address',
   offline_access: 'Stay signed in to the app when you are not using it',
 };
+
+const SCOPE_OF_CLAIM = new Map(Object.entries(PROTOCOL.claims).flatMap(([scope, claims]) => claims.map((claim) => [claim, scope] as const)));
 
 const METHOD_TEXT: Record<Method, string> = {
   passkey: 'Use a passkey',
@@ -224,14 +227,17 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
       case 'consent': {
         const client = await provider.Client.find(String(interaction.params.client_id));
         if (client?.skip_consent === true) return grantConsent(ctx, interaction);
-        const missing = interaction.prompt.details as { missingOIDCScope?: string[] };
-        const scopes = missing.missingOIDCScope ?? String(interaction.params.scope ?? '').split(' ');
+        const missing = interaction.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[] };
+        // Everything "Allow" grants (grantConsent): the scopes, and claims asked for one by one with the
+        // `claims` parameter (OIDC Core §5.5), each shown as the scope it belongs to.
+        const scopes = new Set(missing.missingOIDCScope ?? String(interaction.params.scope ?? '').split(' '));
+        for (const claim of missing.missingOIDCClaims ?? []) scopes.add(SCOPE_OF_CLAIM.get(claim) ?? 'profile');
         return renderPage(ctx, 'consent', {
           title: 'Allow access',
           uid: interaction.uid,
           csrf: csrf.token(ctx),
           clientName: client?.clientName ?? String(interaction.params.client_id),
-          scopes: scopes.filter((s) => SCOPE_TEXT[s]).map((s) => ({ name: s, text: SCOPE_TEXT[s] })),
+          scopes: Object.keys(SCOPE_TEXT).filter((s) => scopes.has(s)).map((s) => ({ name: s, text: SCOPE_TEXT[s] })),
         });
       }
       default:

@@ -1,9 +1,9 @@
 /** The hosted sign-in pages under bad input, on every test database. */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Browser, findForm, type Page } from '../helpers/browser.js';
+import { Browser, findForm, visibleText, type Page } from '../helpers/browser.js';
 import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { REDIRECT_URI, startIdp, TEST_SECRET, type TestIdp } from '../helpers/idp.js';
-import { authorizeUrl, callbackOf, pkce, signIn } from '../helpers/flows.js';
+import { authorizeUrl, callbackOf, pkce, relyingParty, signIn, startAuthorization } from '../helpers/flows.js';
 
 describe.each(databaseKinds())('sign-in pages on %s', (kind) => {
   let database: TestDatabase;
@@ -106,6 +106,21 @@ describe.each(databaseKinds())('sign-in pages on %s', (kind) => {
     expect(browser.cookieNames()).not.toContain('idp_signin');
     // This app asks for consent next; the sign-in itself is complete.
     expect((await browser.follow(posted)).body).toContain('Allow access?');
+  });
+
+  it('shows on the consent page the claims asked for with the claims parameter, which Allow then grants', async () => {
+    // Found by an audit: the page said only "Know who you are", and the ID token carried the e-mail address.
+    const browser = new Browser(idp.issuer);
+    const auth = await startAuthorization(await relyingParty(idp.issuer, 'web-app'), {
+      scope: 'openid', claims: JSON.stringify({ id_token: { email: null, preferred_username: null } }),
+    });
+    const consent = await signIn(browser, auth.url, 'bob', 'bob-password-1');
+    const text = visibleText(consent);
+    expect(text).toContain('Know who you are');
+    expect(text).toContain('Your e-mail address');
+    expect(text).toContain('Your name and username');
+    const tokens = await auth.redeem(await browser.submit(consent, '/confirm', {}));
+    expect(tokens.claims()).toMatchObject({ email: 'bob@example.com', preferred_username: 'bob' });
   });
 
   it('signs in one account from many browsers at once', async () => {
