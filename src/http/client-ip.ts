@@ -1,7 +1,7 @@
 /**
  * The client's IP address: the socket's peer, unless that peer is a trusted proxy, in which case the
- * right-most X-Forwarded-For entry that is not itself a trusted proxy. A malformed header, or one sent
- * by anyone else, changes nothing (OWASP ASVS V7: do not trust client-supplied addresses).
+ * right-most X-Forwarded-For entry that is not itself a trusted proxy. A header sent by anyone else
+ * changes nothing (OWASP ASVS V7: do not trust client-supplied addresses).
  */
 import { BlockList, isIP } from 'node:net';
 import type { Context, Next } from 'koa';
@@ -24,12 +24,19 @@ export function createClientIp(trustedProxies: readonly string[]) {
   function resolve(peer: string, forwardedFor: string | undefined): string {
     const socket = plain(peer);
     if (!forwardedFor || !isTrusted(socket)) return socket;
+    // From the right: each trusted proxy names the hop before it. What lies left of the first hop that is
+    // not a trusted proxy was written by the client, whatever it says (a malformed entry there used to
+    // discard the whole header, letting a client pick the proxy's address as its own). A malformed entry
+    // among the trusted hops ends the walk at the last address they vouched for.
     const hops = forwardedFor.split(',').map((h) => plain(h.trim()));
-    if (hops.some((h) => isIP(h) === 0)) return socket;
+    let vouched = socket;
     for (let i = hops.length - 1; i >= 0; i -= 1) {
-      if (!isTrusted(hops[i]!)) return hops[i]!;
+      const hop = hops[i]!;
+      if (isIP(hop) === 0) return vouched;
+      if (!isTrusted(hop)) return hop;
+      vouched = hop;
     }
-    return hops[0] ?? socket;
+    return vouched;
   }
 
   return {

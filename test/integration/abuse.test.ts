@@ -28,6 +28,10 @@ describe('client IP resolution', () => {
     expect(ip.resolve('10.1.2.3', '198.51.100.1, 10.9.9.9')).toBe('198.51.100.1');
     expect(ip.resolve('10.1.2.3', '6.6.6.6, 198.51.100.1')).toBe('198.51.100.1');
     expect(ip.resolve('10.1.2.3', 'not-an-ip')).toBe('10.1.2.3');
+    // Junk the client put left of its own address does not hide that address (found by an audit).
+    expect(ip.resolve('10.1.2.3', 'junk, 203.0.113.9')).toBe('203.0.113.9');
+    expect(ip.resolve('10.1.2.3', '203.0.113.9, junk, 10.9.9.9')).toBe('10.9.9.9');
+    expect(ip.resolve('10.1.2.3', '10.8.8.8, 10.9.9.9')).toBe('10.8.8.8');
     expect(ip.resolve('::ffff:203.0.113.9', undefined)).toBe('203.0.113.9');
   });
 });
