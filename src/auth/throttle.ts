@@ -9,6 +9,7 @@ import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { AppError } from '../errors.js';
 import type { ThrottleQueries } from '../queries/throttle.js';
+import { isIP } from 'node:net';
 
 export interface ThrottlePolicy {
   /** Consecutive failures before back-off starts. */
@@ -39,10 +40,26 @@ export interface Attempt {
   failed(): Promise<boolean>;
 }
 
+/**
+ * What the per-address limit counts: an IPv4 address, or an IPv6 address's /64. A host is usually given a
+ * whole /64 (RFC 7934 §6 recommends it), so counting single IPv6 addresses would let one client spray from
+ * 2^64 of them.
+ */
+export function addressBucket(ip: string): string {
+  const address = ip.replace(/%.*$/, '');
+  if (isIP(address) !== 6) return ip;
+  const [head = '', tail] = address.split('::');
+  const left = head ? head.split(':') : [];
+  // An IPv4 tail (::ffff:1.2.3.4) takes two groups; only the first four matter here.
+  const right = tail === undefined ? [] : tail ? tail.split(':').flatMap((g) => (g.includes('.') ? ['0', '0'] : [g])) : [];
+  const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+}
+
 export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; policy: ThrottlePolicy; onRefused?: (scope: 'account' | 'ip') => void }) {
   const { queries, clock, policy } = deps;
   const now = () => epochSeconds(clock);
-  const ipKey = (ip: string) => `ip:${ip}:${Math.floor(now() / policy.ip_window_seconds)}`;
+  const ipKey = (ip: string) => `ip:${addressBucket(ip)}:${Math.floor(now() / policy.ip_window_seconds)}`;
 
   /**
    * A lock expires by itself: the count is left one below the limit, so the first attempt after the lock

@@ -141,7 +141,7 @@ export const configSchema = z.strictObject({
     lock_after: z.int().min(2).max(99, { error: 'must be below 100 (NIST SP 800-63B §5.2.2)' }).default(20)
       .describe('Consecutive failures of one factor that lock it (for lock_seconds).'),
     lock_seconds: z.int().min(1).default(3600).describe('How long a lock lasts; operators can unlock sooner.'),
-    ip_max_failures: z.int().min(1).default(100).describe('Failed verifications allowed from one IP address per window, across accounts.'),
+    ip_max_failures: z.int().min(1).default(100).describe('Failed verifications allowed from one IP address (IPv6: one /64) per window, across accounts.'),
     ip_window_seconds: z.int().min(1).default(900),
   }).prefault({}),
   trusted_proxies: z.array(z.string().refine((v) => isIpOrCidr(v), { error: 'expected an IP address or CIDR range' }), {

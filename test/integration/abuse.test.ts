@@ -15,6 +15,7 @@ import { REDIRECT_URI, startIdp, TEST_SECRET, type TestIdp } from '../helpers/id
 import { authorizeUrl, callbackOf, pkce, relyingParty, signIn, startAuthorization } from '../helpers/flows.js';
 import { createClientIp } from '../../src/http/client-ip.js';
 import { createThrottleQueries } from '../../src/queries/throttle.js';
+import { addressBucket } from '../../src/auth/throttle.js';
 import { createLogger } from '../../src/log.js';
 import { projectRoot } from '../../src/paths.js';
 
@@ -33,6 +34,19 @@ describe('client IP resolution', () => {
     expect(ip.resolve('10.1.2.3', '203.0.113.9, junk, 10.9.9.9')).toBe('10.9.9.9');
     expect(ip.resolve('10.1.2.3', '10.8.8.8, 10.9.9.9')).toBe('10.8.8.8');
     expect(ip.resolve('::ffff:203.0.113.9', undefined)).toBe('203.0.113.9');
+  });
+});
+
+describe('the per-address throttle bucket', () => {
+  it('is the address for IPv4 and the /64 for IPv6 (found by an audit: each IPv6 address counted alone)', () => {
+    expect(addressBucket('203.0.113.9')).toBe('203.0.113.9');
+    expect(addressBucket('2001:db8:1:2::1')).toBe('2001:db8:1:2::/64');
+    expect(addressBucket('2001:db8:1:2:ffff:ffff:ffff:ffff')).toBe('2001:db8:1:2::/64');
+    expect(addressBucket('2001:0db8:0001:0002:0:0:0:7')).toBe('2001:db8:1:2::/64');
+    expect(addressBucket('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(addressBucket('::1')).toBe('0:0:0:0::/64');
+    expect(addressBucket('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(addressBucket('::ffff:1.2.3.4')).toBe('0:0:0:0::/64');
   });
 });
 
@@ -239,6 +253,17 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     } finally {
       await settleIdp.close();
     }
+  });
+
+  it('counts password failures from addresses of one IPv6 /64 together', async () => {
+    const { throttle } = idp.app.services;
+    const limited = createThrottleQueries(idp.db);
+    for (let i = 1; i <= 3; i += 1) {
+      const attempt = await throttle.begin('pwd', `v6-spray-${i}`, `2001:db8:77:1::${i.toString(16)}`);
+      await attempt.failed();
+    }
+    const bucket = `ip:2001:db8:77:1::/64:${Math.floor(Math.floor(now / 1000) / STRICT.ip_window_seconds)}`;
+    expect((await limited.read(bucket)).failures).toBe(3);
   });
 
   it('settles many parallel successes of one account from one address, and counts from zero after', async () => {
