@@ -80,6 +80,11 @@ export const clientSchema = z.strictObject({
   if (client.grant_types.includes('authorization_code') && client.redirect_uris.length === 0) {
     ctx.addIssue({ code: 'custom', path: ['redirect_uris'], message: 'expected a list of URLs (at least one for the authorization_code grant)' });
   }
+  // oidc-provider refuses the pair with a message about redirect_uris (OIDC Dynamic Client Registration §2:
+  // response type code goes with the authorization_code grant).
+  if (client.response_types.includes('code') && !client.grant_types.includes('authorization_code')) {
+    ctx.addIssue({ code: 'custom', path: ['response_types'], message: 'expected [] for a client without the authorization_code grant' });
+  }
   if (client.grant_types.includes('client_credentials') && client.token_endpoint_auth_method === 'none') {
     ctx.addIssue({ code: 'custom', path: ['grant_types'], message: 'client_credentials needs a confidential client' });
   }

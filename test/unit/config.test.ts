@@ -96,6 +96,9 @@ clients:
     }
     expect(loadConfig({ IDP_CONFIG: empty, IDP_ISSUER: 'https://sso.example.com:8443/' }).issuer).toBe('https://sso.example.com:8443');
     expect(problemsOf({ IDP_CONFIG: write('cost.yaml', 'password:\n  bcrypt_cost: 99\n') })).toEqual(['password.bcrypt_cost: must be between 4 and 15']);
+    const machine = 'clients:\n  - client_id: robot\n    client_secret: a-robot-secret-of-some-length\n    grant_types: [client_credentials]\n';
+    expect(problemsOf({ IDP_CONFIG: write('robot.yaml', machine) })).toEqual(['clients[0].response_types: expected [] for a client without the authorization_code grant']);
+    expect(loadConfig({ IDP_CONFIG: write('robot-ok.yaml', `${machine}    response_types: []\n`) }).clients[0]!.response_types).toEqual([]);
   });
 
   it('refuses metrics on a port of their own that is the main port', () => {
