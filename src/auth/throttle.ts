@@ -122,8 +122,12 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
       await (ok ? attempt.succeeded() : attempt.failed());
       return ok;
     },
-    /** Operator unlock: clears every counter of the user. */
-    unlock: (userId: string) => queries.resetPrefix(`acct:${userId}:`, now()),
+    /** Operator unlock: clears every counter of the user, those of the logins it signs in with included. */
+    async unlock(user: { id: string; username: string; email: string }): Promise<number> {
+      const prefixes = [`acct:${user.id}:`, ...[user.username, user.email].map((login) => `acct:login:${login.toLowerCase()}:`)];
+      const cleared = await Promise.all(prefixes.map((prefix) => queries.resetPrefix(prefix, now())));
+      return cleared.reduce((sum, n) => sum + n, 0);
+    },
     deleteStale: () => queries.deleteStale(now() - 24 * 3600),
   };
 }

@@ -86,7 +86,10 @@ export type UserService = ReturnType<typeof createUserService>;
 export async function findLoginUser(users: UserQueries, login: string): Promise<{ user: UserRow | undefined; subject: string }> {
   const normalised = login.trim().toLowerCase();
   const user = normalised ? await users.findByLogin(normalised) : undefined;
-  return { user, subject: user?.id ?? `login:${normalised.slice(0, 254)}` };
+  // The password's throttle counts per login as typed, known or not: keyed by the user, a lock reached
+  // through the username also answered for the e-mail address, telling anyone which address is whose
+  // (an audit finding). A user thus has one password count per alias (username, e-mail).
+  return { user, subject: `login:${normalised.slice(0, 254)}` };
 }
 
 export async function checkPassword(verifier: PasswordVerifier, user: UserRow | undefined, password: string): Promise<UserRow | undefined> {

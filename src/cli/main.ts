@@ -225,7 +225,7 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       case 'unlock': {
         const [username] = positional(rest, 1, 'users unlock <username>');
         const user = await service.find(username!);
-        const cleared = await createThrottle({ queries: createThrottleQueries(db), clock: systemClock, policy: config.throttle }).unlock(user.id);
+        const cleared = await createThrottle({ queries: createThrottleQueries(db), clock: systemClock, policy: config.throttle }).unlock(user);
         await cliEvent('cli_user_unlocked', user);
         out(cleared > 0 ? `unlocked ${user.username}` : `${user.username} was not locked`);
         return;

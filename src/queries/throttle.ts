@@ -55,7 +55,8 @@ export function createThrottleQueries(db: Knex) {
       await run.write(SQL.reset, [now, key]);
     },
     async resetPrefix(prefix: string, now: number): Promise<number> {
-      return table().where('key', 'like', `${prefix.replace(/[%_]/g, '')}%`)
+      // LIKE with its wildcards escaped: a login may hold `_` or `%` (john_doe@example.com).
+      return table().whereRaw("?? like ? escape '\\'", ['key', `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`])
         .andWhere((q) => q.where('failures', '>', 0).orWhereNotNull('blocked_until'))
         .update({ failures: 0, blocked_until: null, updated_at: now });
     },

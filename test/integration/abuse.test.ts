@@ -197,7 +197,7 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     expect(ipRows.reduce((n, r) => n + Number(r.failures), 0)).toBe(50);
     // Whatever the order, the account is now locked or backing off: even the right code is refused.
     expect((await browsers[0]!.send(totpNow('guess2'))).status).toBe(429);
-    expect(await idp.app.services.throttle.unlock(user.id)).toBeGreaterThan(0);
+    expect(await idp.app.services.throttle.unlock(user)).toBeGreaterThan(0);
   });
 
   it('throttles password spraying across accounts from one address', async () => {
@@ -253,6 +253,27 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     } finally {
       await settleIdp.close();
     }
+  });
+
+  it('counts password failures per login as typed, so a lock on the username says nothing of the e-mail address', async () => {
+    // Found by an audit: keyed by the user, a lock reached by username answered 429 for that user's
+    // address too, and 401 for an unknown one.
+    const user = await idp.users.add({ username: 'vic_a', email: 'vic_a.secret@example.com', password: 'vic-password-1' });
+    const attempt = async (login: string, password: string) => {
+      const browser = new Browser(idp.issuer);
+      browser.headers['x-forwarded-for'] = '198.51.100.77';
+      const page = await browser.get(authorizeUrl(idp.issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' }));
+      const form = findForm(page.body, '/login');
+      return (await browser.request(new URL(form.action, page.url).toString(), { form: { ...form.fields, login, password } })).status;
+    };
+    const byName: number[] = [];
+    for (let i = 0; i < STRICT.backoff_after + 2; i += 1) byName.push(await attempt('vic_a', `wrong-${i}`));
+    expect(byName.at(-1)).toBe(429);
+    expect(await attempt('vic_a.secret@example.com', 'wrong-x')).toBe(401);
+    expect(await attempt('nobody@example.com', 'wrong-x')).toBe(401);
+    // The operator's unlock clears the count of every login of the user (an underscore included).
+    expect(await idp.app.services.throttle.unlock(user)).toBeGreaterThan(0);
+    expect(await attempt('vic_a', 'vic-password-1')).toBe(303);
   });
 
   it('counts password failures from addresses of one IPv6 /64 together', async () => {
