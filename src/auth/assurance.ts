@@ -27,6 +27,8 @@ export interface VerifiedFactor {
   userVerified?: boolean;
   /** Passkeys: backup-eligible (BE flag), i.e. a synced credential. */
   backupEligible?: boolean;
+  /** Verified by the session this sign-in started from (a step-up), not in this sign-in. */
+  carried?: boolean;
 }
 
 /** RFC 8176 values for the verified factors, plus our `recovery_code`. */

@@ -33,6 +33,8 @@ export interface AcrRequest {
   values: string[];
   /** Essential values were asked for and none is one we issue: no sign-in can meet the request. */
   unsupported: boolean;
+  /** An essential `acr` whose `value` is not a string or whose `values` is not a list of strings. */
+  malformed: boolean;
 }
 
 /**
@@ -52,11 +54,16 @@ export function acrRequest(params: { acr_values?: unknown; claims?: unknown }): 
     ...(Array.isArray(acr?.values) ? acr.values.filter((v): v is string => typeof v === 'string') : []),
   ];
   const known = (values: string[]) => [...new Set(values)].filter((v) => ACR_ORDER.includes(v));
-  if (acr?.essential === true && claimed.length > 0) {
-    const values = known(claimed);
-    return { values, unsupported: values.length === 0 };
+  if (acr?.essential === true) {
+    const malformed = (acr.value !== undefined && typeof acr.value !== 'string')
+      || (acr.values !== undefined && !(Array.isArray(acr.values) && acr.values.every((v) => typeof v === 'string')));
+    if (malformed) return { values: [], unsupported: false, malformed: true };
+    if (claimed.length > 0) {
+      const values = known(claimed);
+      return { values, unsupported: values.length === 0, malformed: false };
+    }
   }
-  return { values: known([...String(params.acr_values ?? '').split(' ').filter(Boolean), ...claimed]), unsupported: false };
+  return { values: known([...String(params.acr_values ?? '').split(' ').filter(Boolean), ...claimed]), unsupported: false, malformed: false };
 }
 
 /**
@@ -95,11 +102,13 @@ export function nextStep(input: { demand: string; factors: readonly VerifiedFact
     ...(enrolled.totp ? ['totp' as const] : []),
     ...(enrolled.recoveryCodes > 0 && hasAnyFactor(enrolled) ? ['recovery_code' as const] : []),
   ];
-  // Enrolling requires first proving, within FRESH_PROOF_SECONDS, the factors the user already has: a
-  // session signed in an hour ago (a browser left open) must not be able to add its holder's passkey or
-  // authenticator app. Stale ones are asked for again, password first.
+  // Enrolling requires first proving the factors the user already has, in this sign-in or in a session
+  // that signed in within FRESH_PROOF_SECONDS: a session signed in an hour ago (a browser left open) must
+  // not be able to add its holder's passkey or authenticator app. Stale ones are asked for again,
+  // password first. (Factors of this sign-in count however long it took: a user who opens the setup
+  // page at minute nine and confirms at minute eleven is not sent back.)
   const enroll = (methods: Array<'passkey' | 'totp'>): Step => {
-    const fresh = factors.filter((f) => now - f.at <= FRESH_PROOF_SECONDS);
+    const fresh = factors.filter((f) => !f.carried || now - f.at <= FRESH_PROOF_SECONDS);
     if (!fresh.some((f) => f.method === 'pwd' || f.method === 'passkey')) return { kind: 'first-factor' };
     if (hasAnyFactor(enrolled) && !fresh.some(isSecond)) return { kind: 'second-factor', methods: enrolledMethods };
     return { kind: 'enroll', methods };

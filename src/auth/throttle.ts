@@ -9,7 +9,7 @@ import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { AppError } from '../errors.js';
 import type { ThrottleQueries } from '../queries/throttle.js';
-import { isIP } from 'node:net';
+import { ipv6Groups } from '../ip.js';
 
 export interface ThrottlePolicy {
   /** Consecutive failures before back-off starts. */
@@ -46,14 +46,8 @@ export interface Attempt {
  * 2^64 of them.
  */
 export function addressBucket(ip: string): string {
-  const address = ip.replace(/%.*$/, '');
-  if (isIP(address) !== 6) return ip;
-  const [head = '', tail] = address.split('::');
-  const left = head ? head.split(':') : [];
-  // An IPv4 tail (::ffff:1.2.3.4) takes two groups; only the first four matter here.
-  const right = tail === undefined ? [] : tail ? tail.split(':').flatMap((g) => (g.includes('.') ? ['0', '0'] : [g])) : [];
-  const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+  const groups = ipv6Groups(ip);
+  return groups ? `${groups.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64` : ip;
 }
 
 export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; policy: ThrottlePolicy; onRefused?: (scope: 'account' | 'ip') => void }) {

@@ -5,8 +5,10 @@
  */
 import { BlockList, isIP } from 'node:net';
 import type { Context, Next } from 'koa';
+import { canonicalIp } from '../ip.js';
 
-const plain = (address: string) => address.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
+// An IPv4 client reached over IPv6 (a dual-stack socket, or a proxy writing ::ffff:…) is that IPv4 client.
+const plain = canonicalIp;
 
 export function createClientIp(trustedProxies: readonly string[]) {
   const trusted = new BlockList();

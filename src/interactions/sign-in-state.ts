@@ -45,8 +45,10 @@ export function createSignInStates(deps: { provider: Provider; services: Service
     const session = interaction.session;
     if (!session?.accountId || interaction.prompt.reasons.some((r) => FULL_SIGN_IN.includes(r))) return {};
     const stored = session.uid ? await provider.Session.findByUid(session.uid) : undefined;
-    const at = (stored as { loginTs?: number } | undefined)?.loginTs ?? epochSeconds(clock);
-    return { userId: session.accountId, factors: factorsFromAmr(session.amr, at) };
+    const at = (stored as { loginTs?: number } | undefined)?.loginTs;
+    // Without its login time the session's factors cannot be dated: sign in from the start.
+    if (at === undefined) return {};
+    return { userId: session.accountId, factors: factorsFromAmr(session.amr, at).map((f) => ({ ...f, carried: true })) };
   }
 
   /** `known`: the user's row when the caller has just read it (saves reading it again). */
@@ -94,11 +96,11 @@ export function createSignInStates(deps: { provider: Provider; services: Service
     },
 
     /**
-     * The login result for oidc-provider: acr and amr say exactly what was verified, and the login time
-     * (auth_time) is that of the oldest factor they list. A step-up on an old session adds a factor, but
-     * the other factors are as old as before: taking the newest time would let one fresh factor pass
-     * every factor in amr off as recent (to max_age, to the account page's re-authentication, and to the
-     * session's own age limit).
+     * The login result for oidc-provider: acr and amr say exactly what was verified. The login time
+     * (auth_time) is when this sign-in finished its last factor; after a step-up, when the session it
+     * started from signed in: the step-up adds a factor, but the others are as old as before, and the
+     * newest time would pass every factor in amr off as recent (to max_age, to the account page's
+     * re-authentication, and to the session's own age limit).
      */
     loginResult(state: SignInState) {
       const { factors } = state.progress;
@@ -107,7 +109,7 @@ export function createSignInStates(deps: { provider: Provider; services: Service
           accountId: state.user!.id,
           acr: acrFor(factors, state.requested),
           amr: amrFor(factors),
-          ts: Math.min(...factors.map((f) => f.at)),
+          ts: factors.some((f) => f.carried) ? Math.min(...factors.map((f) => f.at)) : Math.max(...factors.map((f) => f.at)),
           remember: true,
         },
       };

@@ -2,7 +2,7 @@
  * The OAuth 2.0 / OpenID Connect engine is node-oidc-provider: this file only configures it.
  * Reference: node-oidc-provider docs/README.md (Configuration options).
  */
-import Provider, { interactionPolicy, type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { errors, interactionPolicy, type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/load.js';
 import { AUTH_METHODS, SCOPES } from '../config/schema.js';
@@ -158,7 +158,24 @@ export function createProvider({ config, db, clock, keys, users, needsStepUp, se
     },
     features: {
       devInteractions: { enabled: false },
-      claimsParameter: { enabled: true },
+      claimsParameter: {
+        enabled: true,
+        // The library's own check (members are null or objects, lib/helpers/defaults.js), and an essential
+        // acr in a shape it cannot be met in: without the library's essential_acr checks (loginPolicy) it
+        // would be ignored and the app given less than it demanded (OIDC Core §5.5.1).
+        async assertClaimsParameter(_ctx, claims) {
+          for (const container of ['userinfo', 'id_token'] as const) {
+            for (const value of Object.values(claims[container] ?? {})) {
+              if (value !== null && (typeof value !== 'object' || Array.isArray(value))) {
+                throw new errors.InvalidRequest(`claims.${container} members must be null or objects`);
+              }
+            }
+          }
+          if (acrRequest({ claims }).malformed) {
+            throw new errors.InvalidRequest('claims.id_token.acr: value must be a string and values an array of strings');
+          }
+        },
+      },
       clientCredentials: { enabled: true },
       // A resource server (confidential client) may introspect any token; a public client only its own.
       introspection: {

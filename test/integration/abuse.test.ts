@@ -34,6 +34,12 @@ describe('client IP resolution', () => {
     expect(ip.resolve('10.1.2.3', '203.0.113.9, junk, 10.9.9.9')).toBe('10.9.9.9');
     expect(ip.resolve('10.1.2.3', '10.8.8.8, 10.9.9.9')).toBe('10.8.8.8');
     expect(ip.resolve('::ffff:203.0.113.9', undefined)).toBe('203.0.113.9');
+    // An IPv4 client written in IPv6 form, in any spelling, is that IPv4 client (found by a review: these
+    // all landed in one per-address bucket with ::1).
+    for (const mapped of ['::FFFF:203.0.113.9', '::ffff:cb00:7109', '0:0:0:0:0:ffff:203.0.113.9']) {
+      expect(ip.resolve('10.1.2.3', mapped)).toBe('203.0.113.9');
+    }
+    expect(ip.resolve('10.1.2.3', '2001:db8::1')).toBe('2001:db8::1');
   });
 });
 
