@@ -106,6 +106,15 @@ describe.each(databaseKinds())('acr requests on %s', (kind) => {
     expect(answerOf(await fresh.get(without.url)).get('error')).toBe('unmet_authentication_requirements');
   });
 
+  it.each([
+    ['values a string', { essential: true, values: 'phr' }],
+    ['value an array', { essential: true, value: ['phr'] }],
+  ])('refuses an essential acr with %s with invalid_request (found by a review: it was ignored)', async (_name, acr) => {
+    const req = await startAuthorization(await relyingParty(idp.issuer, 'first-party'), { claims: JSON.stringify({ id_token: { acr } }) });
+    const first = await new Browser(idp.issuer).request(req.url);
+    expect(answerOf(first).get('error')).toBe('invalid_request');
+  });
+
   it('declining is only possible where the sign-in asks to enroll a factor', async () => {
     const browser = new Browser(idp.issuer);
     const req = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));

@@ -3,7 +3,9 @@
  * during a sign-in needs factors proven within FRESH_PROOF_SECONDS, and a step-up that adds one fresh
  * factor to a session's old ones does not make the sign-in count as recent (auth_time is that of the
  * oldest factor). Found by an audit: both used to let the holder of an old session enroll their own
- * passkey or authenticator app, then change the password on /account.
+ * passkey or authenticator app, then change the password on /account. The factors of the sign-in itself
+ * count however long it takes (found by a review: a new user confirming an authenticator app after
+ * minute ten got an error page, and a passkey the authenticator had just made was refused).
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { generateSync } from 'otplib';
@@ -12,12 +14,13 @@ import { Browser, findForm, type Page } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/authenticator.js';
 import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { defaultClients, REDIRECT_URI, startIdp, TEST_SECRET, type TestIdp } from '../helpers/idp.js';
-import { relyingParty, startAuthorization, totpSecretOf } from '../helpers/flows.js';
+import { relyingParty, signIn, startAuthorization, totpSecretOf } from '../helpers/flows.js';
 
 const MFA = 'https://refeds.org/profile/mfa';
 const clients = [
   ...defaultClients(REDIRECT_URI),
   { client_id: 'phr-app', client_secret: TEST_SECRET, redirect_uris: [REDIRECT_URI], skip_consent: true, mfa_policy: 'phishing-resistant' },
+  { client_id: 'mfa-app', client_secret: TEST_SECRET, redirect_uris: [REDIRECT_URI], skip_consent: true, mfa_policy: 'required' },
 ];
 
 describe.each(databaseKinds())('re-authentication on %s', (kind) => {
@@ -126,5 +129,37 @@ describe.each(databaseKinds())('re-authentication on %s', (kind) => {
     const tokens = await req.redeem(await browser.submit(second, '/totp', { code: code(secret) }));
     expect(tokens.claims()).toMatchObject({ acr: MFA, auth_time: authTime0 });
     expect(tokens.claims()!.amr).toEqual(expect.arrayContaining(['pwd', 'otp']));
+  });
+
+  it('TOTP setup opened at 9 min, confirmed at 11 min: the sign-in goes on (not an error page)', async () => {
+    now = Date.now();
+    await idp.users.add({ username: 'nia', email: 'nia@example.com', password: 'nia-password-1' });
+    const browser = new Browser(idp.issuer);
+    const req = await startAuthorization(await relyingParty(idp.issuer, 'mfa-app'));
+    const enroll = await signIn(browser, req.url, 'nia', 'nia-password-1');
+    expect(enroll.body).toContain('/decline');
+    now += 9 * 60_000;
+    const setup = await browser.get(`${enroll.url.split('?')[0]}?method=totp`);
+    const secret = totpSecretOf(setup);
+    now += 2 * 60_000; // scanning the QR code, finding the phone…
+    const form = findForm(setup.body, /\/enroll\/totp$/);
+    const res = await browser.request(form.action, { form: { ...form.fields, code: code(secret) } });
+    expect({ status: res.status, notExpected: /not expected at this step/.test(res.body), codes: res.body.includes('Save your recovery codes') })
+      .toEqual({ status: 200, notExpected: false, codes: true });
+  });
+
+  it('passkey registration started at 9.5 min and finished at 10.5 min is accepted', async () => {
+    now = Date.now();
+    await idp.users.add({ username: 'ola', email: 'ola@example.com', password: 'ola-password-1' });
+    const browser = new Browser(idp.issuer);
+    const req = await startAuthorization(await relyingParty(idp.issuer, 'mfa-app'));
+    await signIn(browser, req.url, 'ola', 'ola-password-1');
+    now += 9.5 * 60_000;
+    const options = await browser.api<PublicKeyCredentialCreationOptionsJSON>('POST', '/api/mfa/passkeys/start', {});
+    expect(options.status).toBe(200);
+    const credential = new SoftAuthenticator(idp.issuer).create(options.body); // created on the authenticator
+    now += 60_000;
+    const finish = await browser.api<{ error?: string }>('POST', '/api/mfa/passkeys/finish', credential);
+    expect({ status: finish.status, error: finish.body.error }).toEqual({ status: 200, error: undefined });
   });
 });
