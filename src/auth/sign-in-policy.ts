@@ -25,6 +25,12 @@ export const hasAnyFactor = (e: Enrolled) => e.passkeys > 0 || e.totp;
  * count.
  */
 export const FRESH_PROOF_SECONDS = 600;
+/**
+ * A setup begun within FRESH_PROOF_SECONDS (the setup page, or the passkey options) may be finished this
+ * much later: five more minutes, the life of a passkey challenge. The finish is checked with it, so a
+ * user who opens the setup at minute nine and confirms at minute eleven is not sent back.
+ */
+export const ENROLL_FINISH_SECONDS = FRESH_PROOF_SECONDS + 300;
 
 const rank = (acr: string) => ACR_ORDER.indexOf(acr);
 
@@ -90,8 +96,12 @@ export type Step =
   | { kind: 'done' };
 
 /** What the user does next. Passkeys always come first among the options; SMS is never one. */
-export function nextStep(input: { demand: string; factors: readonly VerifiedFactor[]; enrolled: Enrolled; now: number }): Step {
-  const { demand, factors, enrolled, now } = input;
+export function nextStep(input: {
+  demand: string; factors: readonly VerifiedFactor[]; enrolled: Enrolled; now: number;
+  /** How old a factor may be to allow enrolling: FRESH_PROOF_SECONDS, or ENROLL_FINISH_SECONDS at a setup's finish. */
+  freshFor?: number;
+}): Step {
+  const { demand, factors, enrolled, now, freshFor = FRESH_PROOF_SECONDS } = input;
   if (factors.length === 0) return { kind: 'first-factor' };
   if (meets(factors, demand)) return { kind: 'done' };
 
@@ -102,13 +112,11 @@ export function nextStep(input: { demand: string; factors: readonly VerifiedFact
     ...(enrolled.totp ? ['totp' as const] : []),
     ...(enrolled.recoveryCodes > 0 && hasAnyFactor(enrolled) ? ['recovery_code' as const] : []),
   ];
-  // Enrolling requires first proving the factors the user already has, in this sign-in or in a session
-  // that signed in within FRESH_PROOF_SECONDS: a session signed in an hour ago (a browser left open) must
-  // not be able to add its holder's passkey or authenticator app. Stale ones are asked for again,
-  // password first. (Factors of this sign-in count however long it took: a user who opens the setup
-  // page at minute nine and confirms at minute eleven is not sent back.)
+  // Enrolling requires first proving, within `freshFor`, the factors the user already has: a session
+  // signed in an hour ago, or a sign-in page left open as long (a browser left unattended), must not be
+  // able to add its holder's passkey or authenticator app. Stale ones are asked for again, password first.
   const enroll = (methods: Array<'passkey' | 'totp'>): Step => {
-    const fresh = factors.filter((f) => !f.carried || now - f.at <= FRESH_PROOF_SECONDS);
+    const fresh = factors.filter((f) => now - f.at <= freshFor);
     if (!fresh.some((f) => f.method === 'pwd' || f.method === 'passkey')) return { kind: 'first-factor' };
     if (hasAnyFactor(enrolled) && !fresh.some(isSecond)) return { kind: 'second-factor', methods: enrolledMethods };
     return { kind: 'enroll', methods };

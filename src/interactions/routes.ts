@@ -11,7 +11,7 @@ import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { AppError, assertThat } from '../errors.js';
 import { createRouter } from '../http/router.js';
-import { hasAnyFactor, type Method } from '../auth/sign-in-policy.js';
+import { ENROLL_FINISH_SECONDS, hasAnyFactor, type Method } from '../auth/sign-in-policy.js';
 import { checkPassword, findLoginUser } from '../auth/users.js';
 import { ThrottledError, type Factor } from '../auth/throttle.js';
 import { requestFacts } from '../http/request-facts.js';
@@ -71,10 +71,10 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
   }
 
   /** Reads and checks a form: CSRF first, then the interaction must be at the login prompt. */
-  async function postedStep(ctx: Context) {
+  async function postedStep(ctx: Context, freshFor?: number) {
     const form = await readForm(ctx);
     csrf.verify(ctx, form.csrf);
-    const state = await states.forPage(ctx, await loginInteraction(ctx));
+    const state = await states.forPage(ctx, await loginInteraction(ctx), freshFor);
     return { form, state };
   }
 
@@ -290,7 +290,8 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
   });
 
   router.post('/interaction/:uid/enroll/totp', async (ctx) => {
-    const { form, state } = await postedStep(ctx);
+    // The finish of a setup begun (the page with the secret) while the factors were fresh.
+    const { form, state } = await postedStep(ctx, ENROLL_FINISH_SECONDS);
     assertThat(state.step.kind === 'enroll' && state.step.methods.includes('totp'),
       new AppError('invalid_request', 'Setting up an authenticator app is not expected at this step.'));
     const user = state.user!;
@@ -315,7 +316,8 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
 
   // The user declines to enroll the factor the request demands.
   router.post('/interaction/:uid/decline', async (ctx) => {
-    const { state } = await postedStep(ctx);
+    // However old the factors: declining only ends the sign-in.
+    const { state } = await postedStep(ctx, Infinity);
     assertThat(state.step.kind === 'enroll', new AppError('invalid_request', 'There is nothing to decline at this step.'));
     return unmet(ctx, state.progress.uid);
   });

@@ -51,8 +51,11 @@ export function createSignInStates(deps: { provider: Provider; services: Service
     return { userId: session.accountId, factors: factorsFromAmr(session.amr, at).map((f) => ({ ...f, carried: true })) };
   }
 
-  /** `known`: the user's row when the caller has just read it (saves reading it again). */
-  async function evaluate(interaction: Interaction, progress: Progress, known?: UserRow): Promise<SignInState> {
+  /**
+   * `known`: the user's row when the caller has just read it (saves reading it again). `freshFor`: see
+   * nextStep (the finish of a factor's setup passes ENROLL_FINISH_SECONDS).
+   */
+  async function evaluate(interaction: Interaction, progress: Progress, known?: UserRow, freshFor?: number): Promise<SignInState> {
     const client = await provider.Client.find(String(interaction.params.client_id));
     const user = !progress.userId ? undefined
       : known?.id === progress.userId ? known : await services.users.findById(progress.userId);
@@ -60,7 +63,7 @@ export function createSignInStates(deps: { provider: Provider; services: Service
     const enrolled = usable ? await services.enrolled(usable.id) : NOTHING;
     const { values: requested, unsupported: unmetAcr } = acrRequest(interaction.params);
     const demand = demandedAcr({ mfaPolicy: (client?.mfa_policy as MfaPolicy | undefined) ?? 'if-enrolled', enrolled, requested });
-    const step: Step = usable ? nextStep({ demand, factors: progress.factors, enrolled, now: epochSeconds(clock) }) : { kind: 'first-factor' };
+    const step: Step = usable ? nextStep({ demand, factors: progress.factors, enrolled, now: epochSeconds(clock), freshFor }) : { kind: 'first-factor' };
     return {
       interaction, progress, user: usable, clientName: client?.clientName ?? String(interaction.params.client_id),
       enrolled, requested, unmetAcr, demand, step, interactionTtl: deps.interactionTtl,
@@ -69,23 +72,23 @@ export function createSignInStates(deps: { provider: Provider; services: Service
 
   return {
     /** For the pages: the browser's progress on this interaction, started (and bound by cookie) if new. */
-    async forPage(ctx: Context, interaction: Interaction): Promise<SignInState> {
+    async forPage(ctx: Context, interaction: Interaction, freshFor?: number): Promise<SignInState> {
       let progress = await services.progress.get(ctx.cookies.get(cookies.names.signIn), interaction.uid);
       if (!progress) {
         const begun = await services.progress.begin(interaction.uid, await seedFromSession(interaction));
         cookies.set(ctx, cookies.names.signIn, begun.cookie, deps.interactionTtl * 1000);
         progress = begun.progress;
       }
-      return evaluate(interaction, progress);
+      return evaluate(interaction, progress, undefined, freshFor);
     },
 
     /** For the JSON API, which has no interaction cookie: the progress named by our own cookie. */
-    async forApi(ctx: Context): Promise<SignInState | undefined> {
+    async forApi(ctx: Context, freshFor?: number): Promise<SignInState | undefined> {
       const progress = await services.progress.get(ctx.cookies.get(cookies.names.signIn));
       if (!progress) return undefined;
       const interaction = await provider.Interaction.find(progress.uid);
       if (!interaction) return undefined;
-      return evaluate(interaction as unknown as Interaction, progress);
+      return evaluate(interaction as unknown as Interaction, progress, undefined, freshFor);
     },
 
     evaluate,

@@ -15,7 +15,7 @@ import { epochSeconds } from '../clock.js';
 import { AppError, assertThat } from '../errors.js';
 import { createRouter } from '../http/router.js';
 import { CHALLENGE_TTL_SECONDS } from '../auth/passkeys.js';
-import { hasAnyFactor } from '../auth/sign-in-policy.js';
+import { ENROLL_FINISH_SECONDS, hasAnyFactor } from '../auth/sign-in-policy.js';
 import { readJson } from '../http/body.js';
 import { requestFacts } from '../http/request-facts.js';
 import { isSameOrigin, type CookieJar } from '../http/cookies.js';
@@ -69,8 +69,9 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
    * Who may add a passkey: the user at the enrollment step of a sign-in, or a signed-in account
    * session that recently proved its strongest factor. Never a half-signed-in browser.
    */
-  async function enrollingUser(ctx: Context): Promise<{ user: UserRow; signIn?: SignInState }> {
-    const signIn = await states.forApi(ctx);
+  /** `freshFor`: see nextStep (the finish passes ENROLL_FINISH_SECONDS: its start was checked). */
+  async function enrollingUser(ctx: Context, freshFor?: number): Promise<{ user: UserRow; signIn?: SignInState }> {
+    const signIn = await states.forApi(ctx, freshFor);
     if (signIn?.user) {
       assertThat(signIn.step.kind === 'enroll', new AppError('access_denied', 'Finish signing in before adding a passkey.', { status: 403 }));
       return { user: signIn.user, signIn };
@@ -132,7 +133,7 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
 
   router.post('/api/mfa/passkeys/finish', async (ctx) => {
     const body = await readJson(ctx) as unknown as RegistrationResponseJSON & { name?: unknown };
-    const { user, signIn } = await enrollingUser(ctx);
+    const { user, signIn } = await enrollingUser(ctx, ENROLL_FINISH_SECONDS);
     const cookie = existingChallengeCookie(ctx);
     const firstFactor = !hasAnyFactor(await services.enrolled(user.id));
     const row = await services.passkeys.verifyRegistration(

@@ -4,8 +4,10 @@
  * factor to a session's old ones does not make the sign-in count as recent (auth_time is that of the
  * oldest factor). Found by an audit: both used to let the holder of an old session enroll their own
  * passkey or authenticator app, then change the password on /account. The factors of the sign-in itself
- * count however long it takes (found by a review: a new user confirming an authenticator app after
- * minute ten got an error page, and a passkey the authenticator had just made was refused).
+ * need the same freshness when a setup begins, and a setup begun in time may be finished five minutes
+ * later (found by reviews: a new user confirming an authenticator app after minute ten got an error
+ * page, a passkey the authenticator had just made was refused, and an enrollment page left open for an
+ * hour let anyone at the browser add a factor).
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { generateSync } from 'otplib';
@@ -158,6 +160,35 @@ describe.each(databaseKinds())('re-authentication on %s', (kind) => {
     const options = await browser.api<PublicKeyCredentialCreationOptionsJSON>('POST', '/api/mfa/passkeys/start', {});
     expect(options.status).toBe(200);
     const credential = new SoftAuthenticator(idp.issuer).create(options.body); // created on the authenticator
+    now += 60_000;
+    const finish = await browser.api<{ error?: string }>('POST', '/api/mfa/passkeys/finish', credential);
+    expect({ status: finish.status, error: finish.body.error }).toEqual({ status: 200, error: undefined });
+  });
+
+  it('an enrollment page left open for 55 minutes asks for the password again before the setup', async () => {
+    await idp.users.add({ username: 'vic', email: 'vic@example.com', password: 'vic-password-1' });
+    const browser = new Browser(idp.issuer);
+    const req = await startAuthorization(await relyingParty(idp.issuer, 'mfa-app'));
+    const enroll = await signIn(browser, req.url, 'vic', 'vic-password-1');
+    expect(enroll.body).toContain('/decline');
+    now += 55 * 60_000;
+    const asked = await browser.get(`${enroll.url.split('?')[0]}?method=totp`);
+    expect(asked.body).toContain('autocomplete="current-password"');
+    expect(asked.body).not.toContain('class="secret"');
+  });
+
+  it('a setup begun from a nine-minute-old session can be finished after minute ten', async () => {
+    await idp.users.add({ username: 'wes', email: 'wes@example.com', password: 'wes-password-1' });
+    const browser = new Browser(idp.issuer);
+    const page = await browser.submit(await browser.get('/account'), '/login', { login: 'wes', password: 'wes-password-1' });
+    expect(page.url).toBe(`${idp.issuer}/account`);
+    now += 9 * 60_000;
+    const asked = await accountStepUp(browser, MFA);
+    expect(asked.body).toContain('/decline'); // the enrollment page at once: the session is 9 minutes old
+    now += 30_000;
+    const options = await browser.api<PublicKeyCredentialCreationOptionsJSON>('POST', '/api/mfa/passkeys/start', {});
+    expect(options.status).toBe(200);
+    const credential = new SoftAuthenticator(idp.issuer).create(options.body);
     now += 60_000;
     const finish = await browser.api<{ error?: string }>('POST', '/api/mfa/passkeys/finish', credential);
     expect({ status: finish.status, error: finish.body.error }).toEqual({ status: 200, error: undefined });
