@@ -30,7 +30,8 @@ export const FRESH_PROOF_SECONDS = 600;
  * much later: five more minutes, the life of a passkey challenge. The finish is checked with it, so a
  * user who opens the setup at minute nine and confirms at minute eleven is not sent back.
  */
-export const ENROLL_FINISH_SECONDS = FRESH_PROOF_SECONDS + 300;
+export const SETUP_FINISH_SECONDS = 300;
+export const ENROLL_FINISH_SECONDS = FRESH_PROOF_SECONDS + SETUP_FINISH_SECONDS;
 
 const rank = (acr: string) => ACR_ORDER.indexOf(acr);
 

@@ -38,17 +38,21 @@ export function createTotpService(deps: { totp: TotpQueries; box: SecretBox; clo
       const qrSvg = await QRCode.toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
       return { secret, uri, qrSvg };
     },
-    /** The pending enrollment's details again (for re-rendering the page), if there is one. */
-    async pendingEnrollment(userId: string, label: string): Promise<TotpEnrollment | undefined> {
+    /**
+     * The pending enrollment's details again (for re-rendering the page), if there is one (begun at or
+     * after `since`, epoch seconds, when given).
+     */
+    async pendingEnrollment(userId: string, label: string, since?: number): Promise<TotpEnrollment | undefined> {
       const row = await totp.find(userId);
-      if (!row || row.confirmed_at) return undefined;
+      if (!row || row.confirmed_at || (since !== undefined && row.created_at < since)) return undefined;
       const secret = box.decrypt(row.secret_enc, `totp:${userId}`);
       const uri = generateURI({ issuer: issuerName, label, secret });
       return { secret, uri, qrSvg: await QRCode.toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 }) };
     },
-    async confirmEnrollment(userId: string, code: string): Promise<boolean> {
+    /** Confirms the pending enrollment (begun at or after `since`, when given) with a code from it. */
+    async confirmEnrollment(userId: string, code: string, since?: number): Promise<boolean> {
       const row = await totp.find(userId);
-      if (!row || row.confirmed_at) return false;
+      if (!row || row.confirmed_at || (since !== undefined && row.created_at < since)) return false;
       const step = await matchStep(box.decrypt(row.secret_enc, `totp:${userId}`), code);
       return step !== undefined && totp.claimStep(userId, step, epochSeconds(clock));
     },

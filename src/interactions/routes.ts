@@ -11,7 +11,7 @@ import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { AppError, assertThat } from '../errors.js';
 import { createRouter } from '../http/router.js';
-import { ENROLL_FINISH_SECONDS, hasAnyFactor, type Method } from '../auth/sign-in-policy.js';
+import { ENROLL_FINISH_SECONDS, SETUP_FINISH_SECONDS, hasAnyFactor, type Method } from '../auth/sign-in-policy.js';
 import { checkPassword, findLoginUser } from '../auth/users.js';
 import { ThrottledError, type Factor } from '../auth/throttle.js';
 import { requestFacts } from '../http/request-facts.js';
@@ -165,7 +165,10 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
       case 'enroll': {
         if (opts.method === 'totp' && step.methods.includes('totp')) {
           const user = state.user!;
-          const enrollment = await services.totp.pendingEnrollment(user.id, user.email)
+          // A secret shown here is confirmed within SETUP_FINISH_SECONDS (see /enroll/totp): an older one
+          // (or one begun on the account page long ago) is replaced.
+          const since = epochSeconds(clock) - SETUP_FINISH_SECONDS;
+          const enrollment = await services.totp.pendingEnrollment(user.id, user.email, since)
             ?? await services.totp.startEnrollment(user.id, user.email);
           return renderPage(ctx, 'enroll-totp', {
             title: 'Set up an authenticator app',
@@ -295,8 +298,14 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     assertThat(state.step.kind === 'enroll' && state.step.methods.includes('totp'),
       new AppError('invalid_request', 'Setting up an authenticator app is not expected at this step.'));
     const user = state.user!;
+    // Only the secret of a setup begun within SETUP_FINISH_SECONDS, that is, one shown while the factors
+    // were fresh (the setup page, or the account page's): without it, a stale sign-in could post a code
+    // for a secret shown elsewhere long ago, or have a failed code's page show it a new one.
+    const since = epochSeconds(clock) - SETUP_FINISH_SECONDS;
+    assertThat(await services.totp.pendingEnrollment(user.id, user.email, since),
+      new AppError('invalid_request', 'Setting up an authenticator app is not expected at this step.'));
     const confirmed = await services.throttle.check('otp', user.id, requestFacts(ctx, state.interaction.params.client_id).ip,
-      () => services.totp.confirmEnrollment(user.id, form.code ?? ''));
+      () => services.totp.confirmEnrollment(user.id, form.code ?? '', since));
     if (!confirmed) return renderStep(ctx, state, { method: 'totp', error: FAILED }, 400);
     await services.audit.record({ type: 'factor_enrolled', outcome: 'success', userId: user.id, ...requestFacts(ctx, state.interaction.params.client_id), detail: { factor: 'otp' } });
     await states.save(ctx, services.progress.withFactor(state.progress, user.id, { method: 'otp', at: epochSeconds(clock) }));

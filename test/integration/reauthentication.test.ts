@@ -103,6 +103,7 @@ describe.each(databaseKinds())('re-authentication on %s', (kind) => {
     expect(asked.body).toContain('autocomplete="current-password"');
     const refused = await browser.request(`${asked.url.split('?')[0]}/enroll/totp`, { form: { csrf: findForm(asked.body, '/login').fields.csrf!, code: '000000' } });
     expect(refused.status).toBe(400);
+    expect(refused.body).not.toContain('class="secret"');
     const enroll = await browser.submit(asked, '/login', { login: 'uma', password: 'uma-password-1' });
     const setup = await browser.get(`${enroll.url.split('?')[0]}?method=totp`);
     expect(setup.body).toContain('class="secret"');
@@ -192,5 +193,31 @@ describe.each(databaseKinds())('re-authentication on %s', (kind) => {
     now += 60_000;
     const finish = await browser.api<{ error?: string }>('POST', '/api/mfa/passkeys/finish', credential);
     expect({ status: finish.status, error: finish.body.error }).toEqual({ status: 200, error: undefined });
+  });
+
+  it('a stale sign-in cannot confirm a secret it was not shown, nor be shown one by a failed code', async () => {
+    await idp.users.add({ username: 'ria', email: 'ria@example.com', password: 'ria-password-1' });
+    const browser = new Browser(idp.issuer);
+    await browser.submit(await browser.get('/account'), '/login', { login: 'ria', password: 'ria-password-1' });
+    const secret = totpSecretOf(await browser.get('/account/totp')); // begun on the account page, never confirmed
+    now += 11 * 60_000;
+    const asked = await accountStepUp(browser, MFA);
+    expect(asked.body).toContain('autocomplete="current-password"');
+    const csrf = findForm(asked.body, '/login').fields.csrf!;
+    const action = `${asked.url.split('?')[0]}/enroll/totp`;
+    const wrong = await browser.request(action, { form: { csrf, code: '000000' } });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body).not.toContain('class="secret"');
+    const right = await browser.request(action, { form: { csrf, code: code(secret) } });
+    expect(right.status).toBe(400);
+    expect(right.body).not.toContain('Save your recovery codes');
+    // After the password, the setup page shows a new secret, which then works.
+    const enroll = await browser.submit(asked, '/login', { login: 'ria', password: 'ria-password-1' });
+    const setup = await browser.get(`${enroll.url.split('?')[0]}?method=totp`);
+    const fresh = totpSecretOf(setup);
+    expect(fresh).not.toBe(secret);
+    now += 30_000;
+    const done = await browser.submit(setup, '/enroll/totp', { code: code(fresh) });
+    expect(done.body).toContain('Save your recovery codes');
   });
 });
