@@ -20,7 +20,7 @@
       body: JSON.stringify(body),
     }).then(function (res) {
       return res.json().then(function (data) {
-        if (!res.ok) throw new Error(data.error_description || 'Something went wrong.');
+        if (!res.ok) throw Object.assign(new Error(data.error_description || 'Something went wrong.'), { status: res.status });
         return data;
       });
     });
@@ -57,13 +57,21 @@
     link.focus();
   }
 
+  // During a sign-in, a 403 means the step has moved on (the factors grew too old to add one): the page,
+  // reloaded, shows what is asked now (the password again) instead of a dead end.
+  function stepMovedOn(err) {
+    if (err.status !== 403 || !/^\/interaction\//.test(window.location.pathname)) throw err;
+    window.location.reload();
+    return new Promise(function () {});
+  }
+
   function enroll() {
     var nameInput = $('passkey-name');
-    return postJson('/api/mfa/passkeys/start', {})
+    return postJson('/api/mfa/passkeys/start', {}).catch(stepMovedOn)
       .then(function (options) { return wa.startRegistration({ optionsJSON: options }); })
       .then(function (response) {
         response.name = nameInput ? nameInput.value : undefined;
-        return postJson('/api/mfa/passkeys/finish', response);
+        return postJson('/api/mfa/passkeys/finish', response).catch(stepMovedOn);
       })
       .then(function (result) {
         if (result.recoveryCodes) showRecoveryCodes(result.recoveryCodes, result.redirectTo || '/account');

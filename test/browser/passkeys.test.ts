@@ -28,6 +28,8 @@ describeWithChromium('passkeys in Chromium', () => {
   let context: BrowserContext;
   let page: Page;
   let presence: (enabled: boolean) => Promise<void>;
+  /** How far the IdP's own clock runs ahead of the real one (for a sign-in page left open). */
+  let clockAhead = 0;
 
   beforeAll(async () => {
     // The app: a page that just receives the authorization response.
@@ -37,7 +39,11 @@ describeWithChromium('passkeys in Chromium', () => {
     database = await createTestDatabase('sqlite');
     idp = await startIdp(database, {
       host: 'localhost',
-      clients: [{ client_id: 'browser-app', client_name: 'Browser App', client_secret: TEST_SECRET, redirect_uris: [redirectUri], skip_consent: true }],
+      clock: { now: () => Date.now() + clockAhead },
+      clients: [
+        { client_id: 'browser-app', client_name: 'Browser App', client_secret: TEST_SECRET, redirect_uris: [redirectUri], skip_consent: true },
+        { client_id: 'browser-mfa-app', client_secret: TEST_SECRET, redirect_uris: [redirectUri], skip_consent: true, mfa_policy: 'required' },
+      ],
     });
     await idp.users.add({ username: 'xena', email: 'xena@example.com', password: 'xena-password-1' });
 
@@ -68,8 +74,8 @@ describeWithChromium('passkeys in Chromium', () => {
     await new Promise((resolve) => rpServer?.close(resolve));
   });
 
-  async function authorize(): Promise<{ url: string; redeem(callback: string): Promise<oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers> }> {
-    const rp = await oidc.discovery(new URL(idp.issuer), 'browser-app', TEST_SECRET, undefined, { execute: [oidc.allowInsecureRequests] });
+  async function authorize(clientId = 'browser-app'): Promise<{ url: string; redeem(callback: string): Promise<oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers> }> {
+    const rp = await oidc.discovery(new URL(idp.issuer), clientId, TEST_SECRET, undefined, { execute: [oidc.allowInsecureRequests] });
     const verifier = oidc.randomPKCECodeVerifier();
     const state = oidc.randomState();
     const url = oidc.buildAuthorizationUrl(rp, {
@@ -115,6 +121,28 @@ describeWithChromium('passkeys in Chromium', () => {
     await page.waitForURL((url) => url.toString().startsWith(redirectUri));
     const tokens = await auth.redeem(page.url());
     expect(tokens.claims()).toMatchObject({ amr: ['pwd', 'hwk', 'user', 'mfa'], acr: 'phrh' });
+  });
+
+  it('sends an enrollment page left open past ten minutes back to the password, not to a dead end', async () => {
+    await idp.users.add({ username: 'yara', email: 'yara@example.com', password: 'yara-password-1' });
+    await context.clearCookies();
+    const auth = await authorize('browser-mfa-app');
+    await presence(false);
+    await page.goto(auth.url);
+    await page.getByLabel('Username or e-mail').fill('yara');
+    await page.getByLabel('Password').fill('yara-password-1');
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    const add = page.getByRole('button', { name: 'Add a passkey' });
+    await add.waitFor();
+    clockAhead = 11 * 60_000;
+    try {
+      await presence(true);
+      await add.click();
+      await page.getByLabel('Password').waitFor();
+      await expect(page.getByLabel('Username or e-mail').isVisible()).resolves.toBe(true);
+    } finally {
+      clockAhead = 0;
+    }
   });
 
   it('signs in usernameless with the passkey alone', async () => {
