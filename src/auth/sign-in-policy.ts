@@ -26,11 +26,14 @@ export const hasAnyFactor = (e: Enrolled) => e.passkeys > 0 || e.totp;
  */
 export const FRESH_PROOF_SECONDS = 600;
 /**
- * A setup begun within FRESH_PROOF_SECONDS (the setup page, or the passkey options) may be finished this
- * much later: five more minutes, the life of a passkey challenge. The finish is checked with it, so a
- * user who opens the setup at minute nine and confirms at minute eleven is not sent back.
+ * How long after it began a setup may be finished (the setup page with its secret, or the passkey
+ * options): five minutes, the life of a passkey challenge.
  */
 export const SETUP_FINISH_SECONDS = 300;
+/**
+ * How old the factors may be at a setup's finish: a setup begun within FRESH_PROOF_SECONDS is not sent
+ * back because it is finished at minute eleven.
+ */
 export const ENROLL_FINISH_SECONDS = FRESH_PROOF_SECONDS + SETUP_FINISH_SECONDS;
 
 const rank = (acr: string) => ACR_ORDER.indexOf(acr);

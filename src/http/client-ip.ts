@@ -7,9 +7,6 @@ import { BlockList, isIP } from 'node:net';
 import type { Context, Next } from 'koa';
 import { canonicalIp } from '../ip.js';
 
-// An IPv4 client reached over IPv6 (a dual-stack socket, or a proxy writing ::ffff:…) is that IPv4 client.
-const plain = canonicalIp;
-
 export function createClientIp(trustedProxies: readonly string[]) {
   const trusted = new BlockList();
   for (const entry of trustedProxies) {
@@ -24,13 +21,14 @@ export function createClientIp(trustedProxies: readonly string[]) {
   };
 
   function resolve(peer: string, forwardedFor: string | undefined): string {
-    const socket = plain(peer);
+    // An IPv4 client reached over IPv6 (a dual-stack socket, or a proxy writing ::ffff:…) is that client.
+    const socket = canonicalIp(peer);
     if (!forwardedFor || !isTrusted(socket)) return socket;
     // From the right: each trusted proxy names the hop before it. What lies left of the first hop that is
     // not a trusted proxy was written by the client, whatever it says (a malformed entry there used to
     // discard the whole header, letting a client pick the proxy's address as its own). A malformed entry
     // among the trusted hops ends the walk at the last address they vouched for.
-    const hops = forwardedFor.split(',').map((h) => plain(h.trim()));
+    const hops = forwardedFor.split(',').map((h) => canonicalIp(h.trim()));
     let vouched = socket;
     for (let i = hops.length - 1; i >= 0; i -= 1) {
       const hop = hops[i]!;

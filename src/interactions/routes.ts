@@ -53,6 +53,7 @@ const METHOD_TEXT: Record<Method, string> = {
 };
 
 const FAILED = 'That did not work. Check the code and try again.';
+const TOTP_SETUP_NOT_EXPECTED = 'Setting up an authenticator app is not expected at this step.';
 
 export function createInteractionRoutes(deps: InteractionDeps): Router {
   const { provider, csrf, cookies, services, states, clock } = deps;
@@ -165,11 +166,14 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
       case 'enroll': {
         if (opts.method === 'totp' && step.methods.includes('totp')) {
           const user = state.user!;
-          // A secret shown here is confirmed within SETUP_FINISH_SECONDS (see /enroll/totp): an older one
-          // (or one begun on the account page long ago) is replaced.
+          // A secret shown here must be confirmed within SETUP_FINISH_SECONDS (/enroll/totp): an older one
+          // (or one begun on the account page long ago) is replaced. After a failed code only a setup begun
+          // in time is shown again: the failure is judged with the finish's longer window, and a stale
+          // sign-in must not be handed a new secret by it.
           const since = epochSeconds(clock) - SETUP_FINISH_SECONDS;
-          const enrollment = await services.totp.pendingEnrollment(user.id, user.email, since)
-            ?? await services.totp.startEnrollment(user.id, user.email);
+          const pending = await services.totp.pendingEnrollment(user.id, user.email, since);
+          assertThat(pending || !opts.error, new AppError('invalid_request', TOTP_SETUP_NOT_EXPECTED));
+          const enrollment = pending ?? await services.totp.startEnrollment(user.id, user.email);
           return renderPage(ctx, 'enroll-totp', {
             title: 'Set up an authenticator app',
             ...common(ctx, state),
@@ -296,14 +300,11 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     // The finish of a setup begun (the page with the secret) while the factors were fresh.
     const { form, state } = await postedStep(ctx, ENROLL_FINISH_SECONDS);
     assertThat(state.step.kind === 'enroll' && state.step.methods.includes('totp'),
-      new AppError('invalid_request', 'Setting up an authenticator app is not expected at this step.'));
+      new AppError('invalid_request', TOTP_SETUP_NOT_EXPECTED));
     const user = state.user!;
     // Only the secret of a setup begun within SETUP_FINISH_SECONDS, that is, one shown while the factors
-    // were fresh (the setup page, or the account page's): without it, a stale sign-in could post a code
-    // for a secret shown elsewhere long ago, or have a failed code's page show it a new one.
+    // were fresh (the setup page, or the account page's): not one shown elsewhere long ago.
     const since = epochSeconds(clock) - SETUP_FINISH_SECONDS;
-    assertThat(await services.totp.pendingEnrollment(user.id, user.email, since),
-      new AppError('invalid_request', 'Setting up an authenticator app is not expected at this step.'));
     const confirmed = await services.throttle.check('otp', user.id, requestFacts(ctx, state.interaction.params.client_id).ip,
       () => services.totp.confirmEnrollment(user.id, form.code ?? '', since));
     if (!confirmed) return renderStep(ctx, state, { method: 'totp', error: FAILED }, 400);

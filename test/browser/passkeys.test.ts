@@ -87,6 +87,18 @@ describeWithChromium('passkeys in Chromium', () => {
     };
   }
 
+  /** A new browser session at `clientId`'s authorization request, signed in with the password (the passkey held back). */
+  async function passwordFirst(clientId: string, login: string, password: string) {
+    await context.clearCookies();
+    const auth = await authorize(clientId);
+    await presence(false);
+    await page.goto(auth.url);
+    await page.getByLabel('Username or e-mail').fill(login);
+    await page.getByLabel('Password').fill(password);
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    return auth;
+  }
+
   it('enrolls a passkey on /account and shows the ten recovery codes', async () => {
     await page.goto(`${idp.issuer}/account`);
     await page.getByLabel('Username or e-mail').fill('xena');
@@ -107,13 +119,7 @@ describeWithChromium('passkeys in Chromium', () => {
   });
 
   it('signs in to an app with password + passkey', async () => {
-    await context.clearCookies();
-    const auth = await authorize();
-    await presence(false);
-    await page.goto(auth.url);
-    await page.getByLabel('Username or e-mail').fill('xena@example.com');
-    await page.getByLabel('Password').fill('xena-password-1');
-    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    const auth = await passwordFirst('browser-app', 'xena@example.com', 'xena-password-1');
     const usePasskey = page.getByRole('button', { name: 'Use your passkey' });
     await usePasskey.waitFor();
     await presence(true);
@@ -125,13 +131,7 @@ describeWithChromium('passkeys in Chromium', () => {
 
   it('sends an enrollment page left open past ten minutes back to the password, not to a dead end', async () => {
     await idp.users.add({ username: 'yara', email: 'yara@example.com', password: 'yara-password-1' });
-    await context.clearCookies();
-    const auth = await authorize('browser-mfa-app');
-    await presence(false);
-    await page.goto(auth.url);
-    await page.getByLabel('Username or e-mail').fill('yara');
-    await page.getByLabel('Password').fill('yara-password-1');
-    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await passwordFirst('browser-mfa-app', 'yara', 'yara-password-1');
     const add = page.getByRole('button', { name: 'Add a passkey' });
     await add.waitFor();
     clockAhead = 11 * 60_000;

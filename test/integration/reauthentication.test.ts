@@ -51,6 +51,15 @@ describe.each(databaseKinds())('re-authentication on %s', (kind) => {
     return browser.get(url.toString());
   }
 
+  /** A new user signed in to /account with the password (a recent sign-in there). */
+  async function accountUser(username: string): Promise<Browser> {
+    await idp.users.add({ username, email: `${username}@example.com`, password: `${username}-password-1` });
+    const browser = new Browser(idp.issuer);
+    const page = await browser.submit(await browser.get('/account'), '/login', { login: username, password: `${username}-password-1` });
+    expect(page.url).toBe(`${idp.issuer}/account`);
+    return browser;
+  }
+
   async function changePassword(browser: Browser, password: string) {
     const account = await browser.get('/account');
     const form = findForm(account.body, '/account/password');
@@ -59,9 +68,7 @@ describe.each(databaseKinds())('re-authentication on %s', (kind) => {
   }
 
   it('a stale session with TOTP asked for a passkey must prove the password and TOTP again before enrolling one', async () => {
-    await idp.users.add({ username: 'tina', email: 'tina@example.com', password: 'tina-password-1' });
-    const browser = new Browser(idp.issuer);
-    await browser.submit(await browser.get('/account'), '/login', { login: 'tina', password: 'tina-password-1' });
+    const browser = await accountUser('tina');
     const setup = await browser.get('/account/totp');
     const secret = totpSecretOf(setup);
     await browser.submit(setup, '/account/totp', { code: code(secret) });
@@ -93,10 +100,7 @@ describe.each(databaseKinds())('re-authentication on %s', (kind) => {
   });
 
   it('a stale password-only session asked for MFA must enter the password again before adding an authenticator app', async () => {
-    await idp.users.add({ username: 'uma', email: 'uma@example.com', password: 'uma-password-1' });
-    const browser = new Browser(idp.issuer);
-    const page = await browser.submit(await browser.get('/account'), '/login', { login: 'uma', password: 'uma-password-1' });
-    expect(page.url).toBe(`${idp.issuer}/account`);
+    const browser = await accountUser('uma');
     now += 11 * 60_000;
 
     const asked = await accountStepUp(browser, MFA);
@@ -179,10 +183,7 @@ describe.each(databaseKinds())('re-authentication on %s', (kind) => {
   });
 
   it('a setup begun from a nine-minute-old session can be finished after minute ten', async () => {
-    await idp.users.add({ username: 'wes', email: 'wes@example.com', password: 'wes-password-1' });
-    const browser = new Browser(idp.issuer);
-    const page = await browser.submit(await browser.get('/account'), '/login', { login: 'wes', password: 'wes-password-1' });
-    expect(page.url).toBe(`${idp.issuer}/account`);
+    const browser = await accountUser('wes');
     now += 9 * 60_000;
     const asked = await accountStepUp(browser, MFA);
     expect(asked.body).toContain('/decline'); // the enrollment page at once: the session is 9 minutes old
@@ -196,9 +197,7 @@ describe.each(databaseKinds())('re-authentication on %s', (kind) => {
   });
 
   it('a stale sign-in cannot confirm a secret it was not shown, nor be shown one by a failed code', async () => {
-    await idp.users.add({ username: 'ria', email: 'ria@example.com', password: 'ria-password-1' });
-    const browser = new Browser(idp.issuer);
-    await browser.submit(await browser.get('/account'), '/login', { login: 'ria', password: 'ria-password-1' });
+    const browser = await accountUser('ria');
     const secret = totpSecretOf(await browser.get('/account/totp')); // begun on the account page, never confirmed
     now += 11 * 60_000;
     const asked = await accountStepUp(browser, MFA);
