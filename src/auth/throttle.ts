@@ -78,7 +78,7 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
       throw new ThrottledError(policy.ip_window_seconds - (now() % policy.ip_window_seconds), 'ip');
     }
     const key = `acct:${subject}:${factor}`;
-    const taken = await queries.take(key, now());
+    const taken = await queries.take(key, now(), { after: policy.backoff_after, maxSeconds: policy.max_backoff_seconds });
     if (!taken || taken.failures > policy.lock_after) {
       // Refused guesses still count against the address: hammering a locked account is spraying too.
       if (taken) await lock(key);

@@ -8,8 +8,16 @@ export interface ThrottleRow {
 
 // Every sign-in attempt runs these, so they skip the query builder (src/db/fast.ts).
 const SQL = {
-  take: `insert into throttle (key, failures, blocked_until, updated_at) values (?, 1, null, ?)
-    on conflict (key) do update set failures = throttle.failures + 1, updated_at = excluded.updated_at
+  // The attempt that reaches the back-off blocks the key at once, for the wait its failure would bring
+  // (2^(n - after) seconds, at most max: `1 << k` below capShift, max from there), so a parallel burst
+  // meets the block instead of all passing before the first failure sets it.
+  take: `insert into throttle (key, failures, blocked_until, updated_at) values (?, 1, ?, ?)
+    on conflict (key) do update set failures = throttle.failures + 1, updated_at = excluded.updated_at,
+      blocked_until = case
+        when throttle.failures + 1 < ? then throttle.blocked_until
+        when throttle.failures + 1 - ? >= ? then cast(? as bigint)
+        else cast(? as bigint) + (1 << (throttle.failures + 1 - ?))
+      end
     where throttle.blocked_until is null or throttle.blocked_until <= ? returning failures, blocked_until`,
   adjust: `insert into throttle (key, failures, blocked_until, updated_at) values (?, ?, null, ?)
     on conflict (key) do update set failures = throttle.failures + excluded.failures, updated_at = excluded.updated_at
@@ -33,9 +41,15 @@ export function createThrottleQueries(db: Knex) {
      * Counts one attempt unless the key is blocked, in one statement (an upsert that returns the new
      * count), so parallel requests each count: returns undefined when blocked, else the row after this
      * attempt. A conflict update whose WHERE is false changes and returns nothing (SQLite and PostgreSQL).
+     * From the `backoff.after`-th attempt on, the same statement blocks the key for 2^(n - after)
+     * seconds (at most `backoff.maxSeconds`) as it counts the n-th: a success ends the block (reset).
      */
-    async take(key: string, now: number): Promise<ThrottleRow | undefined> {
-      const row = await run.get<Returned>(SQL.take, [key, now, now]);
+    async take(key: string, now: number, backoff: { after: number; maxSeconds: number }): Promise<ThrottleRow | undefined> {
+      const capShift = Math.ceil(Math.log2(backoff.maxSeconds));
+      const first = backoff.after <= 1 ? now + Math.min(backoff.maxSeconds, 2 ** (1 - backoff.after)) : null;
+      const row = await run.get<Returned>(SQL.take, [
+        key, first, now, backoff.after, backoff.after, capShift, now + backoff.maxSeconds, now, backoff.after, now,
+      ]);
       return row ? toRow(row) : undefined;
     },
     /** Locks until `until`, with the count set so that the first attempt after the lock is allowed. */

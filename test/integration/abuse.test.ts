@@ -206,6 +206,32 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     expect(await idp.app.services.throttle.unlock(user)).toBeGreaterThan(0);
   });
 
+  // Found by an audit: the back-off's wait was set by a failure, after the secret was checked, so every
+  // attempt of a parallel burst was reserved before the first failure finished and the whole lock budget
+  // went in under a second (one after another, reaching the 20th guess takes over an hour).
+  it('backs off a parallel burst as it does attempts one after another, on every verification path', async () => {
+    const { throttle } = idp.app.services;
+    for (const factor of ['pwd', 'otp', 'recovery_code', 'passkey'] as const) {
+      const outcomes = await Promise.allSettled(Array.from({ length: 30 }, () => throttle.begin(factor, `burst-${factor}`, '198.51.100.50')));
+      const reserved = outcomes.filter((o) => o.status === 'fulfilled');
+      expect(reserved).toHaveLength(STRICT.backoff_after);
+      expect(outcomes.filter((o) => o.status === 'rejected' && (o.reason as { status?: number }).status === 429)).toHaveLength(30 - STRICT.backoff_after);
+      await Promise.all(reserved.map((o) => (o as PromiseFulfilledResult<{ failed(): Promise<boolean> }>).value.failed()));
+    }
+    // Over HTTP: 20 wrong TOTP codes at once from 20 browsers; no more than the back-off allows are checked.
+    await userWithTotp('burst');
+    const browsers = [];
+    for (let i = 0; i < 20; i += 1) browsers.push(await pendingTotp('burst', '198.51.100.51'));
+    const results = await Promise.all(browsers.map((b) => b.send(wrongCode('burst'))));
+    expect(results.filter((r) => r.status === 401)).toHaveLength(STRICT.backoff_after);
+    expect(results.filter((r) => r.status === 429)).toHaveLength(20 - STRICT.backoff_after);
+    // A success ends the wait at once: after the back-off, the right code signs in, and the count starts over.
+    now += (STRICT.max_backoff_seconds + 1) * 1000;
+    const ok = await browsers[0]!.send(totpNow('burst'));
+    expect(ok.status).toBe(303);
+    expect((await createThrottleQueries(idp.db).read(`acct:${(await idp.users.find('burst')).id}:otp`))).toEqual({ failures: 0, blocked_until: null });
+  });
+
   it('throttles password spraying across accounts from one address', async () => {
     const sprayIdp = await startIdp(database, { clock: { now: () => now }, extra: { throttle: { ...STRICT, ip_max_failures: 10 }, trusted_proxies: ['127.0.0.1'] } });
     try {
@@ -296,8 +322,9 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
   it('settles many parallel successes of one account from one address, and counts from zero after', async () => {
     const { throttle } = idp.app.services;
     const ip = '198.51.100.40';
+    // As many at once as the back-off allows (an attempt beyond it waits for the outcomes: see below).
     for (let round = 0; round < 20; round += 1) {
-      const attempts = await Promise.all(Array.from({ length: 19 }, () => throttle.begin('pwd', 'parallel-user', ip)));
+      const attempts = await Promise.all(Array.from({ length: STRICT.backoff_after }, () => throttle.begin('pwd', 'parallel-user', ip)));
       await Promise.all(attempts.map((a) => a.succeeded()));
     }
     await throttle.begin('pwd', 'parallel-user', ip);
