@@ -115,6 +115,13 @@ export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead 
     }
 
     async destroy(id: string) {
+      // oidc-provider's resume reads the interaction, destroys it and goes on to issue the code without
+      // asking whether the row was still there (lib/actions/authorization/resume.js): parallel resumes of
+      // one sign-in each got a code. The delete decides: only the resume whose delete removed the row goes on.
+      if (this.kind === 'Interaction') {
+        if (!(await queries.destroyOnce(this.kind, id))) throw new errors.SessionNotFound('interaction session not found');
+        return;
+      }
       if (this.kind === 'Grant') readAhead.forget(`grant:${id}`);
       await queries.destroy(this.kind, id);
       if (this.kind === 'Grant') readAhead.forget(`grant:${id}`);

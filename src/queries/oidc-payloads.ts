@@ -57,6 +57,7 @@ const SQL = {
   consume: 'update oidc_payloads set consumed_at = ? where kind = ? and id = ? and consumed_at is null returning id',
   find: 'select grant_id from oidc_payloads where kind = ? and id = ?',
   destroy: 'delete from oidc_payloads where kind = ? and id = ?',
+  destroyOnce: 'delete from oidc_payloads where kind = ? and id = ? returning id',
   destroyByGrantId: 'delete from oidc_payloads where kind = ? and grant_id = ?',
 };
 // PostgreSQL batches of up to this many rows go as prepared statements (one per size); larger ones, rare,
@@ -156,6 +157,10 @@ export function createOidcPayloadQueries(db: Knex) {
     },
     async destroy(kind: string, id: string): Promise<void> {
       await run.write(SQL.destroy, [kind, id]);
+    },
+    /** Deletes the row; true when this call did it (of requests racing to delete one row, exactly one). */
+    async destroyOnce(kind: string, id: string): Promise<boolean> {
+      return (await run.get(SQL.destroyOnce, [kind, id])) !== undefined;
     },
     async destroyByGrantId(kind: string, grantId: string): Promise<void> {
       await run.write(SQL.destroyByGrantId, [kind, grantId]);

@@ -502,6 +502,24 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     }
   });
 
+  // Found by an audit: oidc-provider's resume destroys the interaction without asking whether it was still
+  // there, so one sign-in resumed several times at once (a script replaying the redirect) got a code each.
+  it('gives one authorization request one code when its resume is sent six times at once', async () => {
+    await idp.users.add({ username: 'resumer', email: 'resumer@example.com', password: 'resumer-password-1' });
+    for (let round = 0; round < 3; round += 1) {
+      const browser = new Browser(idp.issuer);
+      const login = await browser.get(authorizeUrl(idp.issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' }));
+      const form = findForm(login.body, '/login');
+      const posted = await browser.request(new URL(form.action, login.url).toString(), { form: { ...form.fields, login: 'resumer', password: 'resumer-password-1' } });
+      const resume = new URL(posted.headers.get('location')!, idp.issuer).toString();
+      expect(resume).toMatch(/\/auth\//);
+      const answers = await Promise.all(Array.from({ length: 6 }, () => browser.request(resume)));
+      const codes = answers.filter((a) => a.headers.get('location')?.startsWith(REDIRECT_URI) && new URL(a.headers.get('location')!).searchParams.has('code'));
+      expect(codes).toHaveLength(1);
+      for (const other of answers.filter((a) => !codes.includes(a))) expect(other.status).toBe(400);
+    }
+  });
+
   it('redeems an authorization code sent eight times at once only once, and revokes what it gave', async () => {
     await idp.users.add({ username: 'racer', email: 'racer@example.com', password: 'racer-password-1' });
     const basic = `Basic ${Buffer.from(`first-party:${TEST_SECRET}`).toString('base64')}`;
