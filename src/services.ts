@@ -9,7 +9,7 @@ import { createTotpService } from './auth/totp.js';
 import { createRecoveryCodeService } from './auth/recovery-codes.js';
 import { createPasskeyService } from './auth/passkeys.js';
 import { createSignInProgress } from './auth/sign-in-progress.js';
-import { createEnrollmentReader } from './auth/factors.js';
+import { createEnrollmentReader, createFactorRemoval } from './auth/factors.js';
 import { createUserService } from './auth/users.js';
 import { createUserQueries } from './queries/users.js';
 import { createPasskeyQueries } from './queries/passkeys.js';
@@ -44,6 +44,7 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
     totp,
     recovery,
     enrolled: createEnrollmentReader({ queries: createEnrollmentQueries(db) }),
+    removeFactor: createFactorRemoval({ queries: createEnrollmentQueries(db) }),
     progress: createSignInProgress({ queries: createSignInProgressQueries(db), clock, ttlSeconds: config.ttl.interaction }),
     challenges: createChallengeQueries(db),
     throttle: createThrottle({

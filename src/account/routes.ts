@@ -181,11 +181,9 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     const ok = await requireRecent(ctx);
     if (!ok) return;
     const { account } = ok;
-    const after = { ...account.enrolled, passkeys: account.enrolled.passkeys - 1 };
-    const conflict = policyConflict(after);
+    const { result, conflict } = await services.removeFactor(account.user.id, { passkeyId: ctx.params.id! }, policyConflict);
+    assertThat(result !== 'not_found', new AppError('not_found', 'No such passkey.', { status: 404 }));
     if (conflict) return renderAccount(ctx, account, { error: conflict }, 409);
-    assertThat(await services.passkeyQueries.remove(account.user.id, ctx.params.id!), new AppError('not_found', 'No such passkey.', { status: 404 }));
-    if (!hasAnyFactor(after)) await services.recovery.removeAll(account.user.id);
     await audit(ctx, account, { type: 'factor_removed', detail: { factor: 'passkey' } });
     return renderAccount(ctx, (await accounts.current(ctx))!, { message: 'Passkey removed.', removedCredential: ctx.params.id });
   });
@@ -223,10 +221,9 @@ export function createAccountRoutes(deps: AccountDeps): Router {
       }, 400);
     }
     await audit(ctx, account, { type: 'factor_enrolled', detail: { factor: 'otp' } });
-    if (hasAnyFactor(account.enrolled)) {
-      return renderAccount(ctx, (await accounts.current(ctx))!, { message: 'Authenticator app added.' });
-    }
-    const codes = await services.recovery.regenerate(account.user.id);
+    // Recovery codes come with the first factor (issueFirst decides, as it stores them).
+    const codes = await services.recovery.issueFirst(account.user.id);
+    if (!codes) return renderAccount(ctx, (await accounts.current(ctx))!, { message: 'Authenticator app added.' });
     return renderPage(ctx, 'recovery-codes', {
       title: 'Save your recovery codes', csrf: csrf.token(ctx), continueUrl: '/account', ...recoveryCodesView(account.user.username, codes),
     });
@@ -236,11 +233,9 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     const ok = await requireRecent(ctx);
     if (!ok) return;
     const { account } = ok;
-    const after = { ...account.enrolled, totp: false };
-    const conflict = policyConflict(after);
+    const { result, conflict } = await services.removeFactor(account.user.id, 'totp', policyConflict);
+    assertThat(result !== 'not_found', new AppError('not_found', 'No authenticator app is set up.', { status: 404 }));
     if (conflict) return renderAccount(ctx, account, { error: conflict }, 409);
-    await services.totp.remove(account.user.id);
-    if (!hasAnyFactor(after)) await services.recovery.removeAll(account.user.id);
     await audit(ctx, account, { type: 'factor_removed', detail: { factor: 'otp' } });
     return renderAccount(ctx, (await accounts.current(ctx))!, { message: 'Authenticator app removed.' });
   });

@@ -17,6 +17,12 @@ function newCode(): string {
   return `${group()}-${group()}`;
 }
 
+function tenCodes(): string[] {
+  const fresh = new Set<string>();
+  while (fresh.size < RECOVERY_CODE_COUNT) fresh.add(newCode());
+  return [...fresh];
+}
+
 /** Accepts what people type: any case, spaces, a missing hyphen. */
 export function normaliseRecoveryCode(input: string): string | undefined {
   const compact = input.toLowerCase().replace(/[\s-]+/g, '');
@@ -30,11 +36,18 @@ export function createRecoveryCodeService(deps: { codes: RecoveryCodeQueries; ha
   return {
     /** Replaces every code of the user with ten new ones, returned once in clear. */
     async regenerate(userId: string): Promise<string[]> {
-      const fresh = new Set<string>();
-      while (fresh.size < RECOVERY_CODE_COUNT) fresh.add(newCode());
-      const list = [...fresh];
+      const list = tenCodes();
       await codes.replaceAll(userId, list.map((c) => hashOf(userId, c)), epochSeconds(clock));
       return list;
+    },
+    /**
+     * The codes that come with a user's first factor: ten new ones if the user has none yet, returned once
+     * in clear; undefined if they have codes already (another factor, or a first one enrolled at the same
+     * moment in another window, which shows them).
+     */
+    async issueFirst(userId: string): Promise<string[] | undefined> {
+      const list = tenCodes();
+      return (await codes.insertIfNone(userId, list.map((c) => hashOf(userId, c)), epochSeconds(clock))) ? list : undefined;
     },
     async use(userId: string, input: string): Promise<boolean> {
       const code = normaliseRecoveryCode(input);

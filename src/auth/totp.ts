@@ -54,7 +54,7 @@ export function createTotpService(deps: { totp: TotpQueries; box: SecretBox; clo
       const row = await totp.find(userId);
       if (!row || row.confirmed_at || (since !== undefined && row.created_at < since)) return false;
       const step = await matchStep(box.decrypt(row.secret_enc, `totp:${userId}`), code);
-      return step !== undefined && totp.claimStep(userId, step, epochSeconds(clock));
+      return step !== undefined && totp.claimStep(userId, step, { at: epochSeconds(clock), secretEnc: row.secret_enc });
     },
     async verify(userId: string, code: string): Promise<boolean> {
       const row = await totp.find(userId);

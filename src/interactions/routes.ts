@@ -11,7 +11,7 @@ import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { AppError, assertThat } from '../errors.js';
 import { createRouter } from '../http/router.js';
-import { ENROLL_FINISH_SECONDS, SETUP_FINISH_SECONDS, hasAnyFactor, type Method } from '../auth/sign-in-policy.js';
+import { ENROLL_FINISH_SECONDS, SETUP_FINISH_SECONDS, type Method } from '../auth/sign-in-policy.js';
 import { checkPassword, findLoginUser } from '../auth/users.js';
 import { ThrottledError, type Factor } from '../auth/throttle.js';
 import { requestFacts } from '../http/request-facts.js';
@@ -310,9 +310,10 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     if (!confirmed) return renderStep(ctx, state, { method: 'totp', error: FAILED }, 400);
     await services.audit.record({ type: 'factor_enrolled', outcome: 'success', userId: user.id, ...requestFacts(ctx, state.interaction.params.client_id), detail: { factor: 'otp' } });
     await states.save(ctx, services.progress.withFactor(state.progress, user.id, { method: 'otp', at: epochSeconds(clock) }));
-    if (hasAnyFactor(state.enrolled)) return backToStep(ctx, state.interaction.uid);
-    // The first factor: issue the recovery codes now, and show them this once.
-    const codes = await services.recovery.regenerate(user.id);
+    // The first factor: issue the recovery codes now, and show them this once (issueFirst decides, as
+    // it stores them: the factors read at the start of this request may already be out of date).
+    const codes = await services.recovery.issueFirst(user.id);
+    if (!codes) return backToStep(ctx, state.interaction.uid);
     return renderPage(ctx, 'recovery-codes', {
       title: 'Save your recovery codes', ...common(ctx, state), ...recoveryCodesView(user.username, codes),
     });

@@ -15,7 +15,7 @@ import { epochSeconds } from '../clock.js';
 import { AppError, assertThat } from '../errors.js';
 import { createRouter } from '../http/router.js';
 import { CHALLENGE_TTL_SECONDS } from '../auth/passkeys.js';
-import { ENROLL_FINISH_SECONDS, hasAnyFactor } from '../auth/sign-in-policy.js';
+import { ENROLL_FINISH_SECONDS } from '../auth/sign-in-policy.js';
 import { readJson } from '../http/body.js';
 import { requestFacts } from '../http/request-facts.js';
 import { isSameOrigin, type CookieJar } from '../http/cookies.js';
@@ -135,7 +135,6 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
     const body = await readJson(ctx) as unknown as RegistrationResponseJSON & { name?: unknown };
     const { user, signIn } = await enrollingUser(ctx, ENROLL_FINISH_SECONDS);
     const cookie = existingChallengeCookie(ctx);
-    const firstFactor = !hasAnyFactor(await services.enrolled(user.id));
     const row = await services.passkeys.verifyRegistration(
       challengeId(cookie, 'registration'), user.id, body, typeof body.name === 'string' ? body.name : undefined,
     );
@@ -145,7 +144,10 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
       detail: { factor: 'passkey', name: row.name, synced: row.backup_eligible },
     });
     const out: { id: string; name: string; redirectTo?: string; recoveryCodes?: string[] } = { id: row.id, name: row.name };
-    if (firstFactor) out.recoveryCodes = await services.recovery.regenerate(user.id);
+    // A first factor comes with recovery codes, decided as they are stored (issueFirst), not from what
+    // was enrolled before: of two first factors added at once in two windows, exactly one shows codes.
+    const codes = await services.recovery.issueFirst(user.id);
+    if (codes) out.recoveryCodes = codes;
     if (signIn) {
       const progress = services.progress.withFactor(signIn.progress, user.id, {
         method: 'passkey', at: epochSeconds(clock), userVerified: row.user_verified, backupEligible: row.backup_eligible,

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { statements } from '../db/fast.js';
+import { lockUser } from './users.js';
 
 export interface EnrollmentCounts {
   passkeys: number;
@@ -19,9 +20,18 @@ const COUNTS = `select
  * What a user has enrolled, counted in one statement: every sign-in step and page asks, so it is one
  * round trip instead of one per factor table.
  */
+/** A passkey by its credential id, or the authenticator app. */
+export type FactorToRemove = { passkeyId: string } | 'totp';
+export type Removal = 'removed' | 'not_found' | 'refused';
+
+/** Ends a transaction without its changes, with what to answer. */
+class Rollback {
+  constructor(readonly result: Removal) {}
+}
+
 export function createEnrollmentQueries(db: Knex | Knex.Transaction) {
   const run = statements(db);
-  return {
+  const queries = {
     async counts(userId: string): Promise<EnrollmentCounts> {
       const row = (await run.get<Record<string, number | string>>(COUNTS, [userId, userId, userId, userId]))!;
       return {
@@ -31,7 +41,32 @@ export function createEnrollmentQueries(db: Knex | Knex.Transaction) {
         unusedRecoveryCodes: Number(row.recovery_codes),
       };
     },
+    /**
+     * Removes one factor unless `allowed` refuses what would be left, judged in the same transaction,
+     * with the user's row locked: two removals at once are judged one after the other, each on what the
+     * other left (judged on counts read before, both passed and left no factor). The recovery codes go
+     * with the last factor.
+     */
+    async removeFactor(userId: string, factor: FactorToRemove, allowed: (after: EnrollmentCounts) => boolean): Promise<Removal> {
+      try {
+        return await db.transaction(async (trx) => {
+          await lockUser(trx, userId);
+          const removed = factor === 'totp'
+            ? await trx('totp_factors').where({ user_id: userId }).delete()
+            : await trx('webauthn_credentials').where({ id: factor.passkeyId, user_id: userId }).delete();
+          if (removed === 0) throw new Rollback('not_found');
+          const after = await createEnrollmentQueries(trx).counts(userId);
+          if (!allowed(after)) throw new Rollback('refused');
+          if (after.passkeys === 0 && after.totp === 0) await trx('recovery_codes').where({ user_id: userId }).delete();
+          return 'removed' as const;
+        });
+      } catch (err) {
+        if (err instanceof Rollback) return err.result;
+        throw err;
+      }
+    },
   };
+  return queries;
 }
 
 export type EnrollmentQueries = ReturnType<typeof createEnrollmentQueries>;

@@ -1,13 +1,30 @@
 import type { Knex } from 'knex';
+import { lockUser } from './users.js';
 
 export function createRecoveryCodeQueries(db: Knex) {
   const table = (trx: Knex | Knex.Transaction = db) => trx('recovery_codes');
   return {
-    /** Replaces all of a user's codes in one transaction. */
+    /**
+     * Replaces all of a user's codes in one transaction. Two at once replace one after the other (the
+     * user's row is locked): the later set is the only one left, not both.
+     */
     async replaceAll(userId: string, hashes: string[], at: number): Promise<void> {
       await db.transaction(async (trx) => {
+        await lockUser(trx, userId);
         await table(trx).where({ user_id: userId }).delete();
         await table(trx).insert(hashes.map((code_hash) => ({ user_id: userId, code_hash, used_at: null, created_at: at })));
+      });
+    },
+    /**
+     * Stores the codes only if the user has none, used or not (the codes of a first factor); false if
+     * they had some. Of two first factors enrolled at once, one issues the codes.
+     */
+    async insertIfNone(userId: string, hashes: string[], at: number): Promise<boolean> {
+      return db.transaction(async (trx) => {
+        await lockUser(trx, userId);
+        if (await table(trx).where({ user_id: userId }).first('user_id')) return false;
+        await table(trx).insert(hashes.map((code_hash) => ({ user_id: userId, code_hash, used_at: null, created_at: at })));
+        return true;
       });
     },
     /** Marks the code used if it is unused: check and use in one statement (single use under parallel requests). */

@@ -29,15 +29,17 @@ export function createTotpQueries(db: Knex | Knex.Transaction) {
     },
     /**
      * Accepts time step `step` once: only if it is later than the last accepted one (RFC 6238 §5.2),
-     * checked and recorded in one statement so parallel requests cannot both use it.
+     * checked and recorded in one statement so parallel requests cannot both use it. With `confirm`, the
+     * pending secret `confirm.secretEnc` (the one the code was checked against) becomes the user's
+     * authenticator; not another one that replaced it meanwhile, which the user never proved.
      */
-    async claimStep(userId: string, step: number, confirmAt?: number): Promise<boolean> {
+    async claimStep(userId: string, step: number, confirm?: { at: number; secretEnc: string }): Promise<boolean> {
       const changes: Record<string, number> = { last_used_step: step };
-      if (confirmAt !== undefined) changes.confirmed_at = confirmAt;
+      if (confirm) changes.confirmed_at = confirm.at;
       const updated = await table()
         .where({ user_id: userId })
         .andWhere((q) => q.whereNull('last_used_step').orWhere('last_used_step', '<', step))
-        .andWhere((q) => (confirmAt !== undefined ? q.whereNull('confirmed_at') : q.whereNotNull('confirmed_at')))
+        .andWhere((q) => (confirm ? q.whereNull('confirmed_at').andWhere('secret_enc', confirm.secretEnc) : q.whereNotNull('confirmed_at')))
         .update(changes);
       return updated === 1;
     },

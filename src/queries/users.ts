@@ -43,6 +43,16 @@ function toUser(row: Raw | undefined): UserRow | undefined {
 const BY_ID = `select ${USER_COLUMNS} from users where id = ? limit 1`;
 const BY_LOGIN = `select ${USER_COLUMNS} from users where username = ? or email = ? limit 1`;
 
+/**
+ * Inside a transaction: makes the user's other transactions that also lock it wait for this one, so that
+ * a check and the change it allows (the factors left after a removal, whether recovery codes exist yet)
+ * are one step. PostgreSQL locks the row (READ COMMITTED would let two such transactions each miss the
+ * other's change); SQLite runs one transaction at a time on its single connection, so needs nothing.
+ */
+export async function lockUser(trx: Knex.Transaction, userId: string): Promise<void> {
+  if (trx.client.config.client === 'pg') await trx.raw('select id from users where id = ? for update', [userId]);
+}
+
 export function createUserQueries(db: Knex | Knex.Transaction) {
   const users = () => db('users');
   const run = statements(db);

@@ -430,7 +430,7 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       const totp = createTotpQueries(env.db);
       await totp.upsertPending('u-counted', 'sealed', 1);
       await totp.upsertPending('u-other', 'sealed', 1);
-      expect(await totp.claimStep('u-other', 5, 2)).toBe(true);
+      expect(await totp.claimStep('u-other', 5, { at: 2, secretEnc: 'sealed' })).toBe(true);
       const codes = createRecoveryCodeQueries(env.db);
       await codes.replaceAll('u-counted', ['h1', 'h2', 'h3'], 1);
       await codes.replaceAll('u-other', ['h4'], 1);
@@ -438,6 +438,79 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       // The authenticator app is still pending (never confirmed with a code): it does not count.
       expect(await counts.counts('u-counted')).toEqual({ passkeys: 2, deviceBoundPasskeys: 1, totp: 0, unusedRecoveryCodes: 2 });
       expect(await counts.counts('u-other')).toEqual({ passkeys: 1, deviceBoundPasskeys: 1, totp: 1, unusedRecoveryCodes: 1 });
+    });
+  });
+
+  // Found by an audit: each of these judged on what it read before the other's change (on PostgreSQL's
+  // READ COMMITTED, and across awaits on SQLite), so two at once both passed.
+  describe('changes to one user’s factors made at once', () => {
+    let env: Awaited<ReturnType<typeof migratedDb>>;
+    beforeAll(async () => { env = await migratedDb(kind); });
+    afterAll(async () => { await env?.close(); });
+    const user = async (id: string) => {
+      await createUserQueries(env.db).insert({
+        id, username: id, email: `${id}@example.com`, name: null, email_verified: false, password_hash: 'x', disabled: false, created_at: 1, updated_at: 1,
+      });
+      return id;
+    };
+
+    it('removes only one of two factors removed at once when one must stay, and keeps the codes', async () => {
+      const enrollment = createEnrollmentQueries(env.db);
+      const passkeys = createPasskeyQueries(env.db);
+      const totp = createTotpQueries(env.db);
+      const codes = createRecoveryCodeQueries(env.db);
+      const oneLeft = (after: { passkeys: number; totp: number }) => after.passkeys + after.totp > 0;
+      for (let round = 0; round < 5; round += 1) {
+        const id = await user(`removal-${round}`);
+        await passkeys.insert({
+          id: `pk-${round}`, user_id: id, public_key: 'pk', counter: 0, transports: [], aaguid: '00000000-0000-0000-0000-000000000000',
+          backup_eligible: false, backed_up: false, user_verified: true, name: 'key', created_at: 1, last_used_at: null,
+        });
+        await totp.upsertPending(id, 'sealed', 1);
+        expect(await totp.claimStep(id, 5, { at: 2, secretEnc: 'sealed' })).toBe(true);
+        await codes.replaceAll(id, ['c1', 'c2'], 1);
+        const results = await Promise.all([
+          enrollment.removeFactor(id, { passkeyId: `pk-${round}` }, oneLeft),
+          enrollment.removeFactor(id, 'totp', oneLeft),
+        ]);
+        expect([...results].sort()).toEqual(['refused', 'removed']);
+        const after = await enrollment.counts(id);
+        expect(after.passkeys + after.totp).toBe(1);
+        expect(after.unusedRecoveryCodes).toBe(2);
+      }
+      // The last factor takes the codes with it; a factor that is not there is not found.
+      const id = await user('removal-last');
+      await totp.upsertPending(id, 'sealed', 1);
+      await totp.claimStep(id, 5, { at: 2, secretEnc: 'sealed' });
+      await codes.replaceAll(id, ['c1'], 1);
+      expect(await enrollment.removeFactor(id, 'totp', () => true)).toBe('removed');
+      expect(await enrollment.counts(id)).toEqual({ passkeys: 0, deviceBoundPasskeys: 0, totp: 0, unusedRecoveryCodes: 0 });
+      expect(await enrollment.removeFactor(id, { passkeyId: 'none' }, () => true)).toBe('not_found');
+    });
+
+    it('issues the first factor’s recovery codes once, and leaves one set of two regenerated at once', async () => {
+      const codes = createRecoveryCodeQueries(env.db);
+      const unused = async (id: string) => (await createEnrollmentQueries(env.db).counts(id)).unusedRecoveryCodes;
+      for (let round = 0; round < 5; round += 1) {
+        const id = await user(`codes-${round}`);
+        const issued = await Promise.all([1, 2].map((n) => codes.insertIfNone(id, Array.from({ length: 10 }, (_, i) => `first-${n}-${i}`), 1)));
+        expect([...issued].sort()).toEqual([false, true]);
+        expect(await unused(id)).toBe(10);
+        expect(await codes.insertIfNone(id, ['late'], 2)).toBe(false);
+        await Promise.all([1, 2].map((n) => codes.replaceAll(id, Array.from({ length: 10 }, (_, i) => `again-${n}-${i}`), 3)));
+        expect(await unused(id)).toBe(10);
+      }
+    });
+
+    it('confirms only the pending authenticator app the code was checked against', async () => {
+      const totp = createTotpQueries(env.db);
+      const id = await user('totp-swap');
+      await totp.upsertPending(id, 'sealed-first', 1);
+      // Another setup page replaced the secret between the check and the confirmation.
+      await totp.upsertPending(id, 'sealed-second', 2);
+      expect(await totp.claimStep(id, 5, { at: 3, secretEnc: 'sealed-first' })).toBe(false);
+      expect((await totp.find(id))?.confirmed_at).toBeNull();
+      expect(await totp.claimStep(id, 5, { at: 3, secretEnc: 'sealed-second' })).toBe(true);
     });
   });
 
