@@ -94,7 +94,8 @@ describe.each(databaseKinds())('code flow on %s', (kind) => {
     });
     const confirm = await browser.get(logoutUrl.toString());
     expect(confirm.status).toBe(200);
-    expect(confirm.body).toContain('Sign out?');
+    expect(confirm.body).toContain('Sign out of ');
+    expect(confirm.body).toContain('Yes, sign out everywhere');
     expect(confirm.body).toMatch(/name="xsrf"/);
     const afterLogout = await browser.submit(confirm, '/session/end/confirm', { logout: 'yes' });
     expect(afterLogout.headers.get('location')).toBe(`${REDIRECT_URI}/logged-out?state=bye`);
