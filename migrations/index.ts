@@ -5,6 +5,7 @@ import * as abuseResistance from './20261125020000_abuse_resistance.js';
 import * as partialPayloadIndexes from './20261125030000_partial_payload_indexes.js';
 import * as payloadAccount from './20261125040000_payload_account.js';
 import * as credentialIdLength from './20261130000000_credential_id_length.js';
+import * as payloadAccountIndex from './20261202000000_payload_account_index.js';
 
 export interface Migration {
   up(db: Knex): Promise<void>;
@@ -19,4 +20,5 @@ export const migrations: Record<string, Migration> = {
   '20261125030000_partial_payload_indexes': partialPayloadIndexes,
   '20261125040000_payload_account': payloadAccount,
   '20261130000000_credential_id_length': credentialIdLength,
+  '20261202000000_payload_account_index': payloadAccountIndex,
 };

@@ -11,6 +11,8 @@ import { createPasskeyService } from './auth/passkeys.js';
 import { createSignInProgress } from './auth/sign-in-progress.js';
 import { createEnrollmentReader, createFactorRemoval } from './auth/factors.js';
 import { createUserService } from './auth/users.js';
+import { createSignOut } from './auth/sign-out.js';
+import { createOidcPayloadQueries } from './queries/oidc-payloads.js';
 import { createUserQueries } from './queries/users.js';
 import { createPasskeyQueries } from './queries/passkeys.js';
 import { createTotpQueries } from './queries/totp.js';
@@ -31,13 +33,15 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
   const passkeyQueries = createPasskeyQueries(db);
   const totp = createTotpService({ totp: createTotpQueries(db), box, clock, issuerName: new URL(config.issuer).host });
   const recovery = createRecoveryCodeService({ codes: createRecoveryCodeQueries(db), hash: createKeyedHash(deps.pepper), clock });
+  const signOut = createSignOut({ payloads: createOidcPayloadQueries(db), progress: createSignInProgressQueries(db) });
   const passkeys = createPasskeyService({
     passkeys: passkeyQueries, challenges: createChallengeQueries(db), clock, issuer: config.issuer, rpName: 'wrnexus-sso', log,
   });
   return {
     box,
     users,
-    userService: createUserService({ users, policy: config.password, clock }),
+    userService: createUserService({ users, policy: config.password, clock, signOut }),
+    signOut,
     verifier: createPasswordVerifier(config.password),
     passkeyQueries,
     passkeys,

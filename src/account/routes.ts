@@ -47,6 +47,8 @@ const SHOWN_EVENTS: Record<string, string> = {
   password_changed: 'Password changed',
   cli_password_set: 'Password set by an administrator',
   cli_user_unlocked: 'Unlocked by an administrator',
+  cli_signed_out: 'Signed out everywhere by an administrator',
+  signed_out_elsewhere: 'Other sessions signed out',
 };
 
 const ALREADY_TOTP = 'An authenticator app is already set up. Remove it first to set up another.';
@@ -70,6 +72,17 @@ export function createAccountRoutes(deps: AccountDeps): Router {
 
   const audit = (ctx: Context, account: AccountSession, event: Omit<AuditEvent, 'userId' | 'outcome'> & { outcome?: AuditEvent['outcome'] }) =>
     services.audit.record({ outcome: 'success', userId: account.user.id, username: account.user.username, ...requestFacts(ctx, ACCOUNT_CLIENT_ID), ...event });
+
+  /**
+   * After a new password or a removed factor: whoever else holds a session or a token of this account
+   * (a stolen device, a guessed password) loses it. This browser's session stays signed in, with the apps
+   * signed in through it. Returns what to tell the user.
+   */
+  async function signOutElsewhere(ctx: Context, account: AccountSession): Promise<string> {
+    const ended = await services.signOut.everywhere(account.user.id, account.kept);
+    if (ended > 0) await audit(ctx, account, { type: 'signed_out_elsewhere', detail: { revoked: ended } });
+    return ended > 0 ? ' Your other sessions and the apps signed in through them were signed out.' : '';
+  }
 
   async function requireAccount(ctx: Context): Promise<AccountSession | undefined> {
     const account = await accounts.current(ctx);
@@ -185,7 +198,8 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     assertThat(result !== 'not_found', new AppError('not_found', 'No such passkey.', { status: 404 }));
     if (conflict) return renderAccount(ctx, account, { error: conflict }, 409);
     await audit(ctx, account, { type: 'factor_removed', detail: { factor: 'passkey' } });
-    return renderAccount(ctx, (await accounts.current(ctx))!, { message: 'Passkey removed.', removedCredential: ctx.params.id });
+    const ended = await signOutElsewhere(ctx, account);
+    return renderAccount(ctx, (await accounts.current(ctx))!, { message: `Passkey removed.${ended}`, removedCredential: ctx.params.id });
   });
 
   router.get('/account/totp', async (ctx) => {
@@ -237,7 +251,8 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     assertThat(result !== 'not_found', new AppError('not_found', 'No authenticator app is set up.', { status: 404 }));
     if (conflict) return renderAccount(ctx, account, { error: conflict }, 409);
     await audit(ctx, account, { type: 'factor_removed', detail: { factor: 'otp' } });
-    return renderAccount(ctx, (await accounts.current(ctx))!, { message: 'Authenticator app removed.' });
+    const ended = await signOutElsewhere(ctx, account);
+    return renderAccount(ctx, (await accounts.current(ctx))!, { message: `Authenticator app removed.${ended}` });
   });
 
   router.post('/account/recovery-codes', async (ctx) => {
@@ -267,7 +282,8 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     }
     await services.users.update(account.user.id, { password_hash: await hashPassword(password, config.password), updated_at: epochSeconds(clock) });
     await audit(ctx, account, { type: 'password_changed' });
-    return renderAccount(ctx, account, { message: 'Password changed.' });
+    const ended = await signOutElsewhere(ctx, account);
+    return renderAccount(ctx, account, { message: `Password changed.${ended}` });
   });
 
   return router;

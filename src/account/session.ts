@@ -9,6 +9,7 @@ import { epochSeconds } from '../clock.js';
 import { ACR } from '../auth/assurance.js';
 import { FRESH_PROOF_SECONDS, factorsFromAmr, hasAnyFactor, meets, sessionExpired, type Enrolled } from '../auth/sign-in-policy.js';
 import type { Config } from '../config/load.js';
+import type { KeptSession } from '../auth/sign-out.js';
 import type { UserRow } from '../queries/users.js';
 import type { Services } from '../services.js';
 
@@ -20,6 +21,8 @@ export interface AccountSession {
   strongest: string;
   /** Signed in within FRESH_PROOF_SECONDS (every factor of the sign-in), with the strongest factor. */
   recent: boolean;
+  /** This browser's session and the grants of the apps signed in through it: what signing out elsewhere keeps. */
+  kept: KeptSession;
 }
 
 export const strongestAcr = (enrolled: Enrolled) => (enrolled.passkeys > 0 ? ACR.phr : hasAnyFactor(enrolled) ? ACR.mfa : ACR.sfa);
@@ -29,7 +32,7 @@ export function createAccountSessions(deps: { provider: Provider; services: Serv
   return {
     async current(ctx: Context): Promise<AccountSession | undefined> {
       const session = await provider.Session.get(provider.createContext(ctx.req, ctx.res) as never) as unknown as {
-        accountId?: string; amr?: string[]; loginTs?: number; exp?: number;
+        jti: string; accountId?: string; amr?: string[]; loginTs?: number; exp?: number; authorizations?: Record<string, { grantId?: string }>;
       };
       if (!session.accountId) return undefined;
       if (sessionExpired({
@@ -42,7 +45,8 @@ export function createAccountSessions(deps: { provider: Provider; services: Serv
       const loginTs = session.loginTs ?? 0;
       const strongest = strongestAcr(enrolled);
       const recent = epochSeconds(clock) - loginTs <= FRESH_PROOF_SECONDS && meets(factorsFromAmr(session.amr, loginTs), strongest);
-      return { user, enrolled, loginTs, strongest, recent };
+      const grantIds = Object.values(session.authorizations ?? {}).flatMap((a) => (a.grantId ? [a.grantId] : []));
+      return { user, enrolled, loginTs, strongest, recent, kept: { sessionId: session.jti, grantIds } };
     },
   };
 }

@@ -55,7 +55,6 @@ export function createRecoveryCodeService(deps: { codes: RecoveryCodeQueries; ha
       return codes.use(userId, hashOf(userId, code), epochSeconds(clock));
     },
     remaining: (userId: string) => codes.remaining(userId),
-    removeAll: (userId: string) => codes.removeAll(userId),
   };
 }
 

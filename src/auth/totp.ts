@@ -62,7 +62,6 @@ export function createTotpService(deps: { totp: TotpQueries; box: SecretBox; clo
       const step = await matchStep(box.decrypt(row.secret_enc, `totp:${userId}`), code);
       return step !== undefined && totp.claimStep(userId, step);
     },
-    remove: (userId: string) => totp.remove(userId),
   };
 }
 

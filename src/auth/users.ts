@@ -5,6 +5,7 @@ import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import type { UserQueries, UserRow } from '../queries/users.js';
 import { hashPassword, type PasswordPolicy, type PasswordVerifier } from './password.js';
+import type { SignOut } from './sign-out.js';
 
 const USERNAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 // Deliberately loose (RFC 5322 is not a regex); the mailbox owner is the real check.
@@ -20,8 +21,8 @@ export interface NewUser {
   password: string;
 }
 
-export function createUserService(deps: { users: UserQueries; policy: PasswordPolicy; clock: Clock }) {
-  const { users, policy, clock } = deps;
+export function createUserService(deps: { users: UserQueries; policy: PasswordPolicy; clock: Clock; signOut: SignOut }) {
+  const { users, policy, clock, signOut } = deps;
 
   async function mustFind(username: string): Promise<UserRow> {
     const user = await users.findByUsername(normaliseUsername(username));
@@ -61,17 +62,29 @@ export function createUserService(deps: { users: UserQueries; policy: PasswordPo
     },
     list: () => users.list(),
     find: mustFind,
-    async setPassword(username: string, password: string): Promise<void> {
+    // An administrator's changes sign the user out everywhere (sign-out.ts): a password is reset, or an
+    // account disabled, because someone else may be using it. Each returns how many sessions, grants and
+    // tokens ended. The change comes first, so a sign-in finishing meanwhile meets it.
+    async setPassword(username: string, password: string): Promise<number> {
       const user = await mustFind(username);
       await users.update(user.id, { password_hash: await hashPassword(password, policy), updated_at: epochSeconds(clock) });
+      return signOut.everywhere(user.id);
     },
-    async setDisabled(username: string, disabled: boolean): Promise<void> {
+    async setDisabled(username: string, disabled: boolean): Promise<number> {
       const user = await mustFind(username);
       await users.update(user.id, { disabled, updated_at: epochSeconds(clock) });
+      return disabled ? signOut.everywhere(user.id) : 0;
     },
-    async remove(username: string): Promise<void> {
+    async remove(username: string): Promise<number> {
       const user = await mustFind(username);
+      await users.update(user.id, { disabled: true, updated_at: epochSeconds(clock) });
+      const ended = await signOut.everywhere(user.id);
       await users.delete(user.id);
+      return ended;
+    },
+    /** Ends every session and revokes every grant and token of the user, changing nothing else. */
+    async signOutEverywhere(username: string): Promise<number> {
+      return signOut.everywhere((await mustFind(username)).id);
     },
   };
 }

@@ -15,6 +15,9 @@ import { freeMigrationLock, migrate } from '../db/migrate.js';
 import { AppError } from '../errors.js';
 import { createUserService } from '../auth/users.js';
 import { createUserQueries } from '../queries/users.js';
+import { createSignOut } from '../auth/sign-out.js';
+import { createOidcPayloadQueries } from '../queries/oidc-payloads.js';
+import { createSignInProgressQueries } from '../queries/sign-in-progress.js';
 import { promptNewPassword, readPasswordFromStdin } from './password-input.js';
 import { createAudit, type EventType } from '../auth/audit.js';
 import { createThrottle } from '../auth/throttle.js';
@@ -39,6 +42,7 @@ const USAGE = `usage: npm run idp -- <command>
   users enable <username>
   users delete <username>
   users unlock <username>
+  users sign-out <username>
   audit [--user <username>] [--since <duration, e.g. 30m, 24h, 7d>] [--json]
   secrets rotate [--new-key-file <path>]
   keys list [--json]
@@ -48,6 +52,9 @@ const USAGE = `usage: npm run idp -- <command>
 Without --password-stdin the password is asked for on the terminal, without echo.`;
 
 class UsageError extends Error {}
+
+/** What a change ended, for the operator (sign-out.ts). */
+const signedOut = (ended: number) => `; signed out everywhere (${ended} ${ended === 1 ? 'session, grant or token' : 'sessions, grants and tokens'} revoked)`;
 
 function positional(args: string[], count: number, what: string): string[] {
   if (args.length !== count) throw new UsageError(`expected ${what}`);
@@ -89,7 +96,8 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       return;
     }
     await migrate(db);
-    const service = createUserService({ users: createUserQueries(db), policy: config.password, clock: systemClock });
+    const signOut = createSignOut({ payloads: createOidcPayloadQueries(db), progress: createSignInProgressQueries(db) });
+    const service = createUserService({ users: createUserQueries(db), policy: config.password, clock: systemClock, signOut });
     const audit = createAudit({ events: createSecurityEventQueries(db), clock: systemClock, log: silentLogger });
     const cliEvent = (type: EventType, user: { id: string; username: string }) =>
       audit.record({ type, outcome: 'success', userId: user.id, username: user.username, userAgent: 'idp CLI' });
@@ -200,26 +208,34 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       case 'set-password': {
         const [username] = positional(rest, 1, 'users set-password <username>');
         const user = await service.find(username!);
-        await service.setPassword(username!, await password());
+        const ended = await service.setPassword(username!, await password());
         await cliEvent('cli_password_set', user);
-        out(`password changed for ${user.username}`);
+        out(`password changed for ${user.username}${signedOut(ended)}`);
         return;
       }
       case 'disable':
       case 'enable': {
         const [username] = positional(rest, 1, `users ${command} <username>`);
         const user = await service.find(username!);
-        await service.setDisabled(username!, command === 'disable');
+        const ended = await service.setDisabled(username!, command === 'disable');
         await cliEvent(command === 'disable' ? 'cli_user_disabled' : 'cli_user_enabled', user);
-        out(`${command}d ${user.username}`);
+        out(`${command}d ${user.username}${command === 'disable' ? signedOut(ended) : ''}`);
         return;
       }
       case 'delete': {
         const [username] = positional(rest, 1, 'users delete <username>');
         const user = await service.find(username!);
-        await service.remove(username!);
+        const ended = await service.remove(username!);
         await cliEvent('cli_user_deleted', user);
-        out(`deleted ${user.username}`);
+        out(`deleted ${user.username}${signedOut(ended)}`);
+        return;
+      }
+      case 'sign-out': {
+        const [username] = positional(rest, 1, 'users sign-out <username>');
+        const user = await service.find(username!);
+        const ended = await service.signOutEverywhere(username!);
+        await cliEvent('cli_signed_out', user);
+        out(`${user.username}${signedOut(ended)}`);
         return;
       }
       case 'unlock': {

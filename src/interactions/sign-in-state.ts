@@ -35,7 +35,7 @@ export interface SignInState {
 const NOTHING: Enrolled = { passkeys: 0, deviceBoundPasskeys: 0, totp: false, recoveryCodes: 0 };
 
 /** Reasons that mean "sign in again from the start" rather than "add what is missing". */
-const FULL_SIGN_IN = ['no_session', 'login_prompt', 'max_age', 'id_token_hint', 'claims_id_token_sub_value', 'session_expired'];
+const FULL_SIGN_IN = ['no_session', 'login_prompt', 'max_age', 'id_token_hint', 'claims_id_token_sub_value', 'session_expired', 'account_gone'];
 
 export function createSignInStates(deps: { provider: Provider; services: Services; cookies: CookieJar; clock: Clock; interactionTtl: number }) {
   const { provider, services, cookies, clock } = deps;

@@ -168,6 +168,21 @@ export function createOidcPayloadQueries(db: Knex) {
     async deleteExpired(nowSeconds: number): Promise<number> {
       return table().where('expires_at', '<=', nowSeconds).delete();
     },
+    /**
+     * Deletes every row naming the account (its sessions, grants, codes and tokens), but the session
+     * `keep.sessionId` and the grants `keep.grantIds` with their tokens. A deleted row is not found, which
+     * for oidc-provider is a revoked token or an ended session. Returns how many rows went.
+     */
+    async deleteForAccount(accountId: string, keep: { sessionId?: string; grantIds?: readonly string[] } = {}): Promise<number> {
+      const grantIds = [...(keep.grantIds ?? [])];
+      return table().where('account_id', accountId).modify((q) => {
+        if (keep.sessionId) q.whereNot((w) => w.where({ kind: 'Session', id: keep.sessionId }));
+        if (grantIds.length > 0) {
+          q.where((w) => w.whereNull('grant_id').orWhereNotIn('grant_id', grantIds));
+          q.whereNot((w) => w.where('kind', 'Grant').whereIn('id', grantIds));
+        }
+      }).delete();
+    },
   };
 }
 

@@ -73,9 +73,6 @@ export function createPasskeyQueries(db: Knex | Knex.Transaction) {
     async rename(userId: string, id: string, name: string): Promise<boolean> {
       return (await table().where({ id, user_id: userId }).update({ name })) === 1;
     },
-    async remove(userId: string, id: string): Promise<boolean> {
-      return (await table().where({ id, user_id: userId }).delete()) === 1;
-    },
   };
 }
 

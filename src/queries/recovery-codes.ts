@@ -36,9 +36,6 @@ export function createRecoveryCodeQueries(db: Knex) {
       const row = await table().where({ user_id: userId }).whereNull('used_at').count<{ n: number | string }[]>({ n: '*' }).first();
       return Number(row?.n ?? 0);
     },
-    async removeAll(userId: string): Promise<void> {
-      await table().where({ user_id: userId }).delete();
-    },
   };
 }
 

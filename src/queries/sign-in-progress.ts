@@ -42,6 +42,10 @@ export function createSignInProgressQueries(db: Knex) {
     async deleteExpired(nowSeconds: number): Promise<number> {
       return table().where('expires_at', '<=', nowSeconds).delete();
     },
+    /** Every sign-in of the user in progress, in any browser. */
+    async deleteForUser(userId: string): Promise<number> {
+      return table().where({ user_id: userId }).delete();
+    },
   };
 }
 

@@ -50,9 +50,6 @@ export function createTotpQueries(db: Knex | Knex.Transaction) {
     async updateSecret(userId: string, secretEnc: string): Promise<void> {
       await table().where({ user_id: userId }).update({ secret_enc: secretEnc });
     },
-    async remove(userId: string): Promise<boolean> {
-      return (await table().where({ user_id: userId }).delete()) === 1;
-    },
   };
 }
 

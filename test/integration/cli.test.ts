@@ -76,6 +76,25 @@ describe.each(databaseKinds())('idp CLI on %s', (kind) => {
     expect(idp(['users', 'list']).out).not.toContain('erin@example.com');
   });
 
+  it('signs a user out everywhere: users sign-out ends their sessions and tokens, and no one else’s', async () => {
+    expect(idp(['users', 'add', 'finn', '--email', 'finn@example.com', '--password-stdin'], 'finn-password-1\n').code).toBe(0);
+    const db = connect(database.target);
+    try {
+      const finn = (await createUserQueries(db).findByUsername('finn'))!;
+      const row = (kind: string, id: string, accountId: string | null) => ({
+        kind, id, payload: JSON.stringify({ accountId }), grant_id: null, account_id: accountId, user_code: null, uid: null, expires_at: null, consumed_at: null,
+      });
+      await db('oidc_payloads').insert([row('Session', 'finn-s', finn.id), row('RefreshToken', 'finn-rt', finn.id), row('Session', 'someone-s', 'someone')]);
+      const out = idp(['users', 'sign-out', 'finn']);
+      expect(out).toMatchObject({ code: 0, err: '' });
+      expect(out.out).toBe('finn; signed out everywhere (2 sessions, grants and tokens revoked)\n');
+      expect((await db('oidc_payloads').whereIn('id', ['finn-s', 'finn-rt', 'someone-s']).select('id')).map((r) => r.id)).toEqual(['someone-s']);
+    } finally {
+      await db.destroy();
+    }
+    expect(idp(['users', 'sign-out', 'nobody'])).toMatchObject({ code: 1 });
+  });
+
   // A process that stopped while it migrated leaves knex's lock taken; starts wait, then fail, naming it.
   it('frees a migration lock left taken with migrate --unlock', async () => {
     expect(idp(['migrate']).code).toBe(0);
