@@ -311,6 +311,34 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       }
     });
 
+    // Signing out everywhere finds an account's rows by account_id; rows from before that column get it.
+    it('fills in account_id for the sessions, grants and tokens stored before it existed', async () => {
+      const fresh = await createTestDatabase(kind);
+      const db = connect(fresh.target);
+      try {
+        const before = Object.keys(migrations).sort().filter((name) => name < '20261202000000_payload_account_index');
+        await db.migrate.latest({ migrationSource: { getMigrations: async () => before, getMigrationName: (name: string) => name, getMigration: async (name: string) => migrations[name]! } });
+        const row = (kind: string, id: string, payload: Record<string, unknown>) => ({
+          kind, id, payload: JSON.stringify(payload), grant_id: null, user_code: null, uid: null, expires_at: null, consumed_at: null,
+        });
+        await db('oidc_payloads').insert([
+          row('Session', 'old-session', { accountId: 'someone', exp: 1 }),
+          row('RefreshToken', 'old-token', { accountId: 'someone', grantId: 'g' }),
+          row('ClientCredentials', 'service-token', { clientId: 'service' }),
+        ]);
+        expect(await migrate(db)).toEqual(['20261202000000_payload_account_index']);
+        const rows: Array<{ id: string; account_id: string | null }> = await db('oidc_payloads').select('id', 'account_id').orderBy('id');
+        expect(rows).toEqual([
+          { id: 'old-session', account_id: 'someone' },
+          { id: 'old-token', account_id: 'someone' },
+          { id: 'service-token', account_id: null },
+        ]);
+      } finally {
+        await db.destroy();
+        await fresh.dispose();
+      }
+    });
+
     // During a rolling upgrade the database may already hold a newer version's migrations.
     it('lets this version start and report ready on a database migrated by a newer one', async () => {
       await env.db('knex_migrations').insert({ name: '29991231000000_from_a_newer_version', batch: 99, migration_time: new Date() });
