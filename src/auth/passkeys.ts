@@ -139,7 +139,10 @@ export function createPasskeyService(deps: {
       if (!verification.verified) throw refused('signature not verified');
       const info = verification.authenticationInfo;
       // For discoverable credentials the user handle must name the credential's owner (WebAuthn §7.2 step 6).
+      // And when the user was not identified before the ceremony (a usernameless sign-in), the handle must
+      // be there at all.
       const handle = response.response.userHandle;
+      if (!challenge.user_id && !handle) throw refused('no user handle in a usernameless sign-in');
       if (handle && Buffer.from(handle, 'base64url').toString('utf8') !== credential.user_id) {
         throw refused('user handle does not match the credential owner');
       }
@@ -213,7 +216,9 @@ export function createPasskeyService(deps: {
         created_at: epochSeconds(clock),
         last_used_at: null,
       };
-      await passkeys.insert(row);
+      // The check above and this insert are two statements: the same credential registered twice at once
+      // (one "none" attestation answers any challenge: it signs nothing) meets the primary key here.
+      if (!(await passkeys.insertNew(row))) throw refused('credential already registered');
       return row;
     },
   };

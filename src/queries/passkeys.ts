@@ -50,6 +50,11 @@ export function createPasskeyQueries(db: Knex | Knex.Transaction) {
     async insert(row: PasskeyRow): Promise<void> {
       await table().insert({ ...row, transports: JSON.stringify(row.transports) });
     },
+    /** Inserts the passkey unless its credential id is stored already (any user's); false then. */
+    async insertNew(row: PasskeyRow): Promise<boolean> {
+      const inserted = await table().insert({ ...row, transports: JSON.stringify(row.transports) }).onConflict('id').ignore().returning('id');
+      return inserted.length === 1;
+    },
     async findById(id: string): Promise<PasskeyRow | undefined> {
       const row = await run.get<Record<string, unknown>>(SQL.findById, [id]);
       return row ? toPasskey(row) : undefined;

@@ -119,6 +119,22 @@ describe.each(databaseKinds())('passkeys on %s', (kind) => {
     expect(tokens.claims()).toMatchObject({ sub: (await idp.users.find('rosa')).id, amr: ['hwk', 'user', 'mfa'], acr: 'phrh' });
   });
 
+  // WebAuthn L3 §7.2 step 6: when the user was not identified before the ceremony, the response must
+  // carry a user handle (found by an audit: one without was accepted).
+  it('refuses a usernameless sign-in whose assertion has no user handle', async () => {
+    await idp.users.add({ username: 'nameless', email: 'nameless@example.com', password: 'nameless-password-1' });
+    const { authenticator } = await enrollDuringSignIn('nameless', 'nameless-password-1');
+    for (const userHandle of [undefined, '']) {
+      const browser = new Browser(idp.issuer);
+      await browser.get((await startAuthorization(await relyingParty(idp.issuer, 'first-party'))).url);
+      const challenge = await browser.api<PublicKeyCredentialRequestOptionsJSON>('GET', '/api/auth/mfa/challenge/webauthn');
+      const assertion = authenticator.get(challenge.body);
+      const refused = await browser.api('POST', '/api/auth/mfa/verify/webauthn', { ...assertion, response: { ...assertion.response, userHandle } });
+      expect(refused.status).toBe(400);
+      expect(refused.body).toMatchObject({ error: 'passkey_failed' });
+    }
+  });
+
   describe('refusals', () => {
     let authenticator: SoftAuthenticator;
     let otherAuthenticator: SoftAuthenticator;
@@ -242,6 +258,31 @@ describe.each(databaseKinds())('passkeys on %s', (kind) => {
   // WebAuthn L3 §7.1: a credential id may be up to 1023 bytes (PostgreSQL refused ids over 768 bytes with a
   // 500 before 2026-11-30); longer ones are refused. Transports are hints the browser reports: only known
   // ones are kept (a deeply nested value once made the server fail while storing it).
+  // Found by an audit: the check that a credential is new and its insert were two statements, so the same
+  // credential registered by two users at once gave one of them a 500. A "none" attestation signs
+  // nothing, so one attestation object answers any challenge.
+  it('refuses with a 400, never a 500, one credential registered by two users at once', async () => {
+    for (let round = 0; round < 3; round += 1) {
+      const enrolling = await Promise.all(['a', 'b'].map(async (who) => {
+        const username = `twin-${who}-${round}`;
+        await idp.users.add({ username, email: `${username}@example.com`, password: `${username}-password-1` });
+        const browser = new Browser(idp.issuer);
+        expect((await signIn(browser, (await startAuthorization(await relyingParty(idp.issuer, 'strict-app'))).url, username, `${username}-password-1`)).body).toContain('Add a passkey');
+        const options = (await browser.api<PublicKeyCredentialCreationOptionsJSON>('POST', '/api/mfa/passkeys/start', {})).body;
+        return { browser, options };
+      }));
+      const first = new SoftAuthenticator(idp.issuer).create(enrolling[0]!.options);
+      const clientData = JSON.parse(Buffer.from(first.response.clientDataJSON, 'base64url').toString('utf8')) as Record<string, unknown>;
+      const second = { ...first, response: { ...first.response, clientDataJSON: Buffer.from(JSON.stringify({ ...clientData, challenge: enrolling[1]!.options.challenge })).toString('base64url') } };
+      const answers = await Promise.all([
+        enrolling[0]!.browser.api<{ error?: string }>('POST', '/api/mfa/passkeys/finish', first),
+        enrolling[1]!.browser.api<{ error?: string }>('POST', '/api/mfa/passkeys/finish', second),
+      ]);
+      expect(answers.map((a) => a.status).sort()).toEqual([200, 400]);
+      expect(answers.find((a) => a.status === 400)!.body).toMatchObject({ error: 'passkey_failed' });
+    }
+  });
+
   it('enrolls a credential id of 1023 bytes, refuses one of 1024, and keeps only known transports', async () => {
     await idp.users.add({ username: 'ravi', email: 'ravi@example.com', password: 'ravi-password-1' });
     const auth = await startAuthorization(await relyingParty(idp.issuer, 'strict-app'));
