@@ -32,7 +32,12 @@ export function formatPath(segments: readonly PropertyKey[]): string {
 }
 
 /** Replaces `${NAME}` in every string with the environment variable; `$${` is a literal `${`. */
-function interpolate(value: unknown, env: Env, at: PropertyKey[], problems: string[]): unknown {
+function interpolate(value: unknown, env: Env, at: PropertyKey[], problems: string[], within: ReadonlySet<object> = new Set()): unknown {
+  // A YAML alias may name a node that holds it (`a: &a [*a]`): a value inside itself.
+  if (value && typeof value === 'object' && within.has(value)) {
+    problems.push(`${formatPath(at)}: refers to itself (a YAML alias inside its own anchor)`);
+    return undefined;
+  }
   if (typeof value === 'string') {
     return value.replace(/\$?\$\{([^}]*)\}/g, (match, name: string) => {
       if (match.startsWith('$$')) return match.slice(1);
@@ -48,9 +53,10 @@ function interpolate(value: unknown, env: Env, at: PropertyKey[], problems: stri
       return resolved;
     });
   }
-  if (Array.isArray(value)) return value.map((item, i) => interpolate(item, env, [...at, i], problems));
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, interpolate(item, env, [...at, key], problems)]));
+    const inner = new Set(within).add(value);
+    if (Array.isArray(value)) return value.map((item, i) => interpolate(item, env, [...at, i], problems, inner));
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, interpolate(item, env, [...at, key], problems, inner)]));
   }
   return value;
 }
@@ -80,7 +86,13 @@ function parseFile(file: string, problems: string[]): unknown {
     for (const error of doc.errors) problems.push(`not valid YAML: ${error.message.split('\n')[0]}`);
     return {};
   }
-  return doc.toJS() ?? {};
+  // Building the values can fail too: an alias expanded too often ("billion laughs", yaml's maxAliasCount).
+  try {
+    return doc.toJS() ?? {};
+  } catch (err) {
+    problems.push(`not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+    return {};
+  }
 }
 
 function envOverrides(env: Env, problems: string[]): Record<string, unknown> {

@@ -19,7 +19,14 @@ const urlList = z.array(url, { error: 'expected a list of URLs' });
 // The provider serves from the root of its host: its routes, redirects and form actions are absolute
 // paths, so an issuer with a path would publish endpoints that are not there.
 const origin = url.refine((value) => {
-  const parsed = new URL(value);
+  // Runs even when `url` has refused the value already (zod goes on to the refinements): unparsable is
+  // simply not an origin, and `url`'s own message says why.
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    return false;
+  }
   return /^https?:$/.test(parsed.protocol) && parsed.pathname === '/' && !parsed.search && !parsed.hash && !parsed.username && !parsed.password;
 }, { error: 'expected an http or https origin (scheme, host, port) without a path, query or fragment' });
 const seconds = (fallback: number, description: string) =>

@@ -101,6 +101,25 @@ clients:
     expect(loadConfig({ IDP_CONFIG: write('robot-ok.yaml', `${machine}    response_types: []\n`) }).clients[0]!.response_types).toEqual([]);
   });
 
+  // Found by an audit: these ended the start with a bare "Invalid URL" or "Maximum call stack size
+  // exceeded", naming neither the field nor the file, and hiding the file's other problems.
+  it('names an issuer that is no URL at all, a self-referring YAML alias and an alias bomb like any other problem', () => {
+    const broken = write('also-broken.yaml', 'clients:\n  - client_id: one\n    client_secret: a-secret-of-some-length\n    redirect_uris: not-a-list\n');
+    const problems = problemsOf({ IDP_CONFIG: broken, IDP_ISSUER: 'not-a-url' });
+    expect(problems).toContain('issuer: expected a URL');
+    expect(problems).toContain('clients[0].redirect_uris: expected a list of URLs');
+    expect(problemsOf({ IDP_CONFIG: write('cycle.yaml', 'clients: &a [*a]\n') })).toContain('clients[0]: refers to itself (a YAML alias inside its own anchor)');
+    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 8 }, (_, i) => {
+      const name = String.fromCharCode(98 + i);
+      const prev = String.fromCharCode(97 + i);
+      return `${name}: &${name} [${Array(10).fill(`*${prev}`).join(', ')}]`;
+    })].join('\n');
+    expect(problemsOf({ IDP_CONFIG: write('bomb.yaml', `${bomb}\n`) })).toEqual([expect.stringMatching(/^not valid YAML: /)]);
+    // Shared (not circular) aliases are fine.
+    const shared = 'x-uris: &uris [https://app.example/cb]\nclients:\n  - client_id: one\n    client_secret: a-secret-of-some-length\n    redirect_uris: *uris\n    post_logout_redirect_uris: *uris\n';
+    expect(problemsOf({ IDP_CONFIG: write('shared.yaml', shared) })).toEqual(['x-uris: unknown setting']);
+  });
+
   it('refuses metrics on a port of their own that is the main port', () => {
     const file = write('metrics.yaml', 'metrics:\n  enabled: true\n  port: 3300\n');
     expect(problemsOf({ IDP_CONFIG: file, PORT: '3300' })).toEqual([
