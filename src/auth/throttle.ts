@@ -26,10 +26,19 @@ export interface ThrottlePolicy {
 
 export type Factor = 'pwd' | 'otp' | 'recovery_code' | 'passkey';
 
+/** "1 second", "40 seconds", "2 minutes": the wait as a person reads it (back-offs start at one second). */
+export function waitText(seconds: number): string {
+  if (seconds < 60) {
+    const n = Math.max(1, Math.ceil(seconds));
+    return `${n} second${n === 1 ? '' : 's'}`;
+  }
+  const minutes = Math.ceil(seconds / 60);
+  return `${minutes} minute${minutes === 1 ? '' : 's'}`;
+}
+
 export class ThrottledError extends AppError {
   constructor(readonly retryAfter: number, readonly scope: 'account' | 'ip') {
-    const minutes = Math.max(1, Math.ceil(retryAfter / 60));
-    super('too_many_attempts', `Too many attempts. Please wait ${minutes} minute${minutes === 1 ? '' : 's'} and try again.`, { status: 429 });
+    super('too_many_attempts', `Too many attempts. Please wait ${waitText(retryAfter)} and try again.`, { status: 429 });
   }
 }
 

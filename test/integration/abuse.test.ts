@@ -225,6 +225,10 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     const results = await Promise.all(browsers.map((b) => b.send(wrongCode('burst'))));
     expect(results.filter((r) => r.status === 401)).toHaveLength(STRICT.backoff_after);
     expect(results.filter((r) => r.status === 429)).toHaveLength(20 - STRICT.backoff_after);
+    // The page says the wait as it is: a second (it said "1 minute").
+    const waiting = results.find((r) => r.status === 429)!;
+    expect(waiting.headers.get('retry-after')).toBe('1');
+    expect(waiting.body).toContain('Please wait 1 second and try again.');
     // A success ends the wait at once: after the back-off, the right code signs in, and the count starts over.
     now += (STRICT.max_backoff_seconds + 1) * 1000;
     const ok = await browsers[0]!.send(totpNow('burst'));
