@@ -184,7 +184,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     if (!ok) return;
     const name = (ok.form.name ?? '').trim().slice(0, 100);
     assertThat(name, new AppError('invalid_request', 'Give the passkey a name.'));
-    await services.passkeyQueries.rename(ok.account.user.id, ctx.params.id!, name);
+    assertThat(await services.passkeyQueries.rename(ok.account.user.id, ctx.params.id!, name), new AppError('not_found', 'No such passkey.', { status: 404 }));
     await audit(ctx, ok.account, { type: 'passkey_renamed', detail: { name } });
     ctx.status = 303;
     ctx.redirect('/account');

@@ -114,4 +114,16 @@ describe.each(databaseKinds())('account page on %s', (kind) => {
     const forged = await browser.request('/account/recovery-codes', { form: {} });
     expect(forged.status).toBe(403);
   });
+
+  // Found by an audit: renaming a passkey that is not the user's (or not there) said it was done, and
+  // wrote a passkey_renamed event.
+  it('answers 404 when renaming a passkey the user does not have', async () => {
+    const { browser } = await signedIn('new-yara-password');
+    now += 30_000;
+    const { csrf } = findForm((await browser.get('/account')).body, '/account/password').fields;
+    const renamed = await browser.request('/account/passkeys/bm90LWEtcGFzc2tleQ/rename', { form: { csrf: csrf!, name: 'mine now' } });
+    expect(renamed.status).toBe(404);
+    const events = await idp.app.services.audit.list({ userId: (await idp.users.find('yara')).id, limit: 50 });
+    expect(events.filter((e) => e.type === 'passkey_renamed')).toEqual([]);
+  });
 });
