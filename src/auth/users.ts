@@ -94,7 +94,7 @@ export type UserService = ReturnType<typeof createUserService>;
 /**
  * First factor: finds the user behind `login` (username or e-mail) and checks the password. Unknown,
  * wrong and disabled all answer `user: undefined` after the same bcrypt work (no enumeration by timing).
- * `subject` names the throttle bucket: the user id, or the typed login for unknown users.
+ * `subject` names the throttle bucket: the login as typed (normalised), known or not.
  */
 export async function findLoginUser(users: UserQueries, login: string): Promise<{ user: UserRow | undefined; subject: string }> {
   const normalised = login.trim().toLowerCase();
@@ -108,4 +108,14 @@ export async function findLoginUser(users: UserQueries, login: string): Promise<
 export async function checkPassword(verifier: PasswordVerifier, user: UserRow | undefined, password: string): Promise<UserRow | undefined> {
   const ok = await verifier.verify(password, user?.password_hash);
   return ok && user && !user.disabled ? user : undefined;
+}
+
+/**
+ * After a password was verified: a hash made at another cost than the configured one is made again at it
+ * (OWASP Password Storage Cheat Sheet, upgrading the work factor), so the user's checks cost what an
+ * unknown login's cost. Only if the hash is still the one checked (a password set meanwhile wins).
+ */
+export async function upgradePasswordHash(users: UserQueries, verifier: PasswordVerifier, user: UserRow, password: string, now: number): Promise<void> {
+  if (!user.password_hash || !verifier.outdated(user.password_hash)) return;
+  await users.replacePasswordHash(user.id, user.password_hash, await verifier.rehash(password), now);
 }

@@ -12,7 +12,7 @@ import { epochSeconds } from '../clock.js';
 import { AppError, assertThat } from '../errors.js';
 import { createRouter } from '../http/router.js';
 import { ENROLL_FINISH_SECONDS, SETUP_FINISH_SECONDS, type Method } from '../auth/sign-in-policy.js';
-import { checkPassword, findLoginUser } from '../auth/users.js';
+import { checkPassword, findLoginUser, upgradePasswordHash } from '../auth/users.js';
 import { ThrottledError, type Factor } from '../auth/throttle.js';
 import { requestFacts } from '../http/request-facts.js';
 import { readForm } from '../http/body.js';
@@ -269,6 +269,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
       // One message for unknown user, wrong password and disabled account (no enumeration).
       return renderStep(ctx, { ...state, step: { kind: 'first-factor' } }, { login, error: 'The username or password is incorrect.' }, 401);
     }
+    await upgradePasswordHash(services.users, services.verifier, user, password, epochSeconds(clock));
     return advance(ctx, state, user, { method: 'pwd', at: epochSeconds(clock) });
   });
 

@@ -84,6 +84,10 @@ export function createUserQueries(db: Knex | Knex.Transaction) {
     async update(id: string, changes: Partial<Omit<UserRow, 'id' | 'created_at'>>): Promise<boolean> {
       return (await users().where({ id }).update(changes)) > 0;
     },
+    /** Sets a new password hash only if the stored one is still `previous`. */
+    async replacePasswordHash(id: string, previous: string, next: string, at: number): Promise<boolean> {
+      return (await users().where({ id, password_hash: previous }).update({ password_hash: next, updated_at: at })) > 0;
+    },
     async delete(id: string): Promise<boolean> {
       return (await users().where({ id }).delete()) > 0;
     },
