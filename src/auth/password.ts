@@ -22,6 +22,11 @@ export function checkNewPassword(password: string, policy: PasswordPolicy): void
   if (bcrypt.truncates(password)) {
     throw new AppError('weak_password', `password must be at most ${MAX_BYTES} bytes (UTF-8)`);
   }
+  // A password field cannot hold these (browsers drop line breaks; the sign-in form refuses NUL), so a
+  // password with one, set from the CLI's standard input, could never be used.
+  if (/[\0\r\n]/.test(password)) {
+    throw new AppError('weak_password', 'password must not contain line breaks or NUL characters (a sign-in form cannot take them)');
+  }
 }
 
 export async function hashPassword(password: string, policy: PasswordPolicy): Promise<string> {

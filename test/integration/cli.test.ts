@@ -72,6 +72,13 @@ describe.each(databaseKinds())('idp CLI on %s', (kind) => {
       await db.destroy();
     }
 
+    // Found by an audit: a NUL or a second trailing newline was stored, and no sign-in form could send it.
+    for (const input of ['a-password\u0000with-nul', 'a-password-with-newlines\n\n']) {
+      const refused = idp(['users', 'set-password', 'erin', '--password-stdin'], input);
+      expect(refused.code).toBe(1);
+      expect(refused.err).toContain('password must not contain line breaks or NUL characters');
+    }
+
     expect(idp(['users', 'delete', 'erin']).code).toBe(0);
     expect(idp(['users', 'list']).out).not.toContain('erin@example.com');
   });
