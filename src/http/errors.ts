@@ -26,7 +26,17 @@ function toAppError(err: unknown): AppError {
 export function errorHandler(log: Logger) {
   // Not async: see securityHeaders (views.ts).
   return function handleErrors(ctx: Context, next: Next) {
-    return next().catch((err: unknown) => {
+    return next().then(() => {
+      // The JSON API answers in JSON also where no route answers: a path it does not have (404) or a
+      // method its path does not take (405, Allow set by the router), which Koa would answer in plain text.
+      if (ctx.body == null && (ctx.status === 404 || ctx.status === 405) && ctx.path.startsWith('/api/')) {
+        const status = ctx.status;
+        ctx.body = status === 404
+          ? { error: 'not_found', error_description: 'There is no such API endpoint.' }
+          : { error: 'method_not_allowed', error_description: `This endpoint does not take ${ctx.method}.` };
+        ctx.status = status;
+      }
+    }, (err: unknown) => {
       const error = toAppError(err);
       if (error.status >= 500) {
         log.error('request failed', { path: ctx.path, method: ctx.method, error: String((err as Error)?.stack ?? err) });

@@ -498,6 +498,19 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     expect(entries.filter((e) => e.level >= 50)).toEqual([]);
   });
 
+  // Found by an audit: these were plain-text "Not Found" and "Method Not Allowed".
+  it('answers a path the JSON API does not have, or a method it does not take, in JSON', async () => {
+    const browser = new Browser(idp.issuer);
+    const missing = await browser.request('/api/mfa/nothing-here');
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(JSON.parse(missing.body)).toEqual({ error: 'not_found', error_description: 'There is no such API endpoint.' });
+    const wrongMethod = await browser.request('/api/mfa/passkeys/start', { method: 'DELETE' });
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toBe('POST');
+    expect(JSON.parse(wrongMethod.body)).toMatchObject({ error: 'method_not_allowed' });
+  });
+
   it('answers an invalid Host with the issuer’s URLs instead of failing (RFC 9112 §3.2)', async () => {
     for (const host of ['127.0.0.1:99999', '[::1', 'evil.example']) {
       const answer = await rawGet(idp.url, '/.well-known/openid-configuration', { host });
