@@ -14,12 +14,36 @@ export interface PasswordPolicy {
 
 const MAX_BYTES = 72;
 
+/**
+ * What is hashed: the password in Unicode NFKC (NIST SP 800-63B §5.1.1.2), so that one password typed on
+ * systems that compose characters differently (é as one code point, or e and a combining accent) is one.
+ */
+export const normalisePassword = (password: string): string => password.normalize('NFKC');
+
+const graphemes = new Intl.Segmenter('en', { granularity: 'grapheme' });
+/** Characters as a person counts them (grapheme clusters, UAX #29), not code points. */
+const lengthOf = (text: string) => {
+  let n = 0;
+  for (const _ of graphemes.segment(text)) n += 1;
+  return n;
+};
+
+/**
+ * The forms of a typed password to check: the normalised one, and as typed when that differs (a hash made
+ * before passwords were normalised, 2026-12-02). Unknown logins are checked as often, so timing stays equal.
+ */
+const formsToCheck = (password: string): string[] => {
+  const normal = normalisePassword(password);
+  return (normal === password ? [normal] : [normal, password]).filter((form) => !bcrypt.truncates(form));
+};
+
 /** Throws an AppError saying what is wrong with a new password. */
 export function checkNewPassword(password: string, policy: PasswordPolicy): void {
-  if ([...password].length < policy.min_length) {
+  const normal = normalisePassword(password);
+  if (lengthOf(normal) < policy.min_length) {
     throw new AppError('weak_password', `password must be at least ${policy.min_length} characters`);
   }
-  if (bcrypt.truncates(password)) {
+  if (bcrypt.truncates(normal)) {
     throw new AppError('weak_password', `password must be at most ${MAX_BYTES} bytes (UTF-8)`);
   }
   // A password field cannot hold these (browsers drop line breaks; the sign-in form refuses NUL), so a
@@ -31,7 +55,7 @@ export function checkNewPassword(password: string, policy: PasswordPolicy): void
 
 export async function hashPassword(password: string, policy: PasswordPolicy): Promise<string> {
   checkNewPassword(password, policy);
-  return bcryptPool().hash(password, policy.bcrypt_cost);
+  return bcryptPool().hash(normalisePassword(password), policy.bcrypt_cost);
 }
 
 /** The work factor a bcrypt hash was made with (`$2b$12$…` → 12), or undefined if it is not one. */
@@ -64,26 +88,36 @@ export function createPasswordVerifier(policy: PasswordPolicy) {
     }
     return dummy;
   };
+  /**
+   * Whether `password` matches `hash` (with no hash: the same work, and no); `rehash` when it matched a
+   * hash that should be made again (at another cost, or of the password as typed, not normalised).
+   */
+  async function check(password: string, hash: string | null | undefined): Promise<{ ok: boolean; rehash: boolean }> {
+    const pool = bcryptPool();
+    const forms = formsToCheck(password);
+    if (forms.length === 0) {
+      await pool.compare('', await dummyAt(policy.bcrypt_cost));
+      return { ok: false, rehash: false };
+    }
+    for (const form of forms) {
+      if (!hash) {
+        await pool.compare(form, await dummyAt(policy.bcrypt_cost));
+        continue;
+      }
+      const ok = await pool.compare(form, hash);
+      for (const pad of paddingCosts(hash, policy.bcrypt_cost)) await pool.compare(form, await dummyAt(pad));
+      if (ok) return { ok, rehash: bcryptCost(hash) !== policy.bcrypt_cost || form !== forms[0] };
+    }
+    return { ok: false, rehash: false };
+  }
   return {
+    check,
     /** True when `password` matches `hash`; with no hash, does the same work and answers false. */
     async verify(password: string, hash: string | null | undefined): Promise<boolean> {
-      const pool = bcryptPool();
-      if (bcrypt.truncates(password)) {
-        await pool.compare('', await dummyAt(policy.bcrypt_cost));
-        return false;
-      }
-      if (!hash) {
-        await pool.compare(password, await dummyAt(policy.bcrypt_cost));
-        return false;
-      }
-      const ok = await pool.compare(password, hash);
-      for (const pad of paddingCosts(hash, policy.bcrypt_cost)) await pool.compare(password, await dummyAt(pad));
-      return ok;
+      return (await check(password, hash)).ok;
     },
-    /** Whether a stored hash was made at another cost than the configured one (rehash it at sign-in). */
-    outdated: (hash: string) => bcryptCost(hash) !== policy.bcrypt_cost,
     /** A new hash of a password already in use (no new-password rules: they may have changed since). */
-    rehash: (password: string) => bcryptPool().hash(password, policy.bcrypt_cost),
+    rehash: (password: string) => bcryptPool().hash(normalisePassword(password), policy.bcrypt_cost),
     warmUp: () => dummyAt(policy.bcrypt_cost).then(() => undefined),
   };
 }

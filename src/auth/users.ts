@@ -105,17 +105,15 @@ export async function findLoginUser(users: UserQueries, login: string): Promise<
   return { user, subject: `login:${normalised.slice(0, 254)}` };
 }
 
-export async function checkPassword(verifier: PasswordVerifier, user: UserRow | undefined, password: string): Promise<UserRow | undefined> {
-  const ok = await verifier.verify(password, user?.password_hash);
-  return ok && user && !user.disabled ? user : undefined;
-}
-
 /**
- * After a password was verified: a hash made at another cost than the configured one is made again at it
- * (OWASP Password Storage Cheat Sheet, upgrading the work factor), so the user's checks cost what an
- * unknown login's cost. Only if the hash is still the one checked (a password set meanwhile wins).
+ * The password's check. A match against a hash that should be made again (made at another cost than the
+ * configured one, or of the password as typed before passwords were normalised) makes it again (OWASP
+ * Password Storage Cheat Sheet, upgrading the work factor), so the user's checks cost what an unknown
+ * login's cost; only if the stored hash is still the one checked (a password set meanwhile wins).
  */
-export async function upgradePasswordHash(users: UserQueries, verifier: PasswordVerifier, user: UserRow, password: string, now: number): Promise<void> {
-  if (!user.password_hash || !verifier.outdated(user.password_hash)) return;
-  await users.replacePasswordHash(user.id, user.password_hash, await verifier.rehash(password), now);
+export async function checkPassword(verifier: PasswordVerifier, users: UserQueries, user: UserRow | undefined, password: string, now: number): Promise<UserRow | undefined> {
+  const { ok, rehash } = await verifier.check(password, user?.password_hash);
+  if (!ok || !user || user.disabled) return undefined;
+  if (rehash) await users.replacePasswordHash(user.id, user.password_hash!, await verifier.rehash(password), now);
+  return user;
 }

@@ -12,7 +12,7 @@ import { epochSeconds } from '../clock.js';
 import { AppError, assertThat } from '../errors.js';
 import { createRouter } from '../http/router.js';
 import { ENROLL_FINISH_SECONDS, SETUP_FINISH_SECONDS, type Method } from '../auth/sign-in-policy.js';
-import { checkPassword, findLoginUser, upgradePasswordHash } from '../auth/users.js';
+import { checkPassword, findLoginUser } from '../auth/users.js';
 import { ThrottledError, type Factor } from '../auth/throttle.js';
 import { requestFacts } from '../http/request-facts.js';
 import { readForm } from '../http/body.js';
@@ -262,14 +262,13 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     const found = await findLoginUser(services.users, login);
     let user: Awaited<ReturnType<typeof checkPassword>>;
     const ok = await attemptFactor(ctx, { ...state, user: found.user }, 'pwd', found.subject, async () => {
-      user = await checkPassword(services.verifier, found.user, password);
+      user = await checkPassword(services.verifier, services.users, found.user, password, epochSeconds(clock));
       return !!user;
     }, () => services.verifier.verify(password, undefined));
     if (!ok || !user) {
       // One message for unknown user, wrong password and disabled account (no enumeration).
       return renderStep(ctx, { ...state, step: { kind: 'first-factor' } }, { login, error: 'The username or password is incorrect.' }, 401);
     }
-    await upgradePasswordHash(services.users, services.verifier, user, password, epochSeconds(clock));
     return advance(ctx, state, user, { method: 'pwd', at: epochSeconds(clock) });
   });
 
