@@ -33,6 +33,7 @@ export function createAccountSessions(deps: { provider: Provider; services: Serv
     async current(ctx: Context): Promise<AccountSession | undefined> {
       const session = await provider.Session.get(provider.createContext(ctx.req, ctx.res) as never) as unknown as {
         jti: string; accountId?: string; amr?: string[]; loginTs?: number; exp?: number; authorizations?: Record<string, { grantId?: string }>;
+        save(ttl: number): Promise<unknown>;
       };
       if (!session.accountId) return undefined;
       if (sessionExpired({
@@ -41,6 +42,10 @@ export function createAccountSessions(deps: { provider: Provider; services: Serv
       })) return undefined;
       const user = await services.users.findById(session.accountId);
       if (!user || user.disabled) return undefined;
+      // Using the account pages is using the session, as every request to the provider's own endpoints is
+      // (its session middleware saves the session, which moves its expiry): sessions.mfa_idle_timeout
+      // counts from here too.
+      await session.save(config.ttl.session);
       const enrolled = await services.enrolled(user.id);
       const loginTs = session.loginTs ?? 0;
       const strongest = strongestAcr(enrolled);

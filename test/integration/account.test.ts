@@ -115,6 +115,20 @@ describe.each(databaseKinds())('account page on %s', (kind) => {
     expect(forged.status).toBe(403);
   });
 
+  // Found by an audit: time spent on the account pages counted as idle (only the provider's own
+  // endpoints saved the session), so sessions.mfa_idle_timeout could end a session in use there.
+  it('counts using the account page as using the session', async () => {
+    const { browser } = await signedIn('new-yara-password');
+    const expiry = async () => {
+      const row = await idp.db('oidc_payloads').where({ kind: 'Session', id: browser.cookie('_session')! }).first();
+      return (JSON.parse(String(row.payload)) as { exp: number }).exp;
+    };
+    const before = await expiry();
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    expect((await browser.get('/account')).body).toContain('Your account');
+    expect(await expiry()).toBeGreaterThan(before);
+  });
+
   // Found by an audit: renaming a passkey that is not the user's (or not there) said it was done, and
   // wrote a passkey_renamed event.
   it('answers 404 when renaming a passkey the user does not have', async () => {
