@@ -94,22 +94,28 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
     const body = await readJson(ctx) as unknown as AuthenticationResponseJSON;
     const cookie = existingChallengeCookie(ctx);
     const signIn = await states.forApi(ctx);
-    const facts = requestFacts(ctx, signIn?.interaction.params.client_id);
+    // Before anything is counted or used: without a sign-in in progress the assertion can lead nowhere
+    // (it used to be verified, its counter recorded and an attempt reserved that was never given back).
+    assertThat(signIn, new AppError('session_not_found', 'There is no sign-in in progress in this browser. Please start again from the app.'));
+    const facts = requestFacts(ctx, signIn.interaction.params.client_id);
     // Usernameless attempts have no account yet: they count against the address.
-    const attempt = await services.throttle.begin('passkey', signIn?.user?.id ?? `anonymous:${facts.ip}`, facts.ip);
+    const attempt = await services.throttle.begin('passkey', signIn.user?.id ?? `anonymous:${facts.ip}`, facts.ip);
     let verified;
     try {
       verified = await services.passkeys.verifyAuthentication(challengeId(cookie, 'authentication'), body);
     } catch (err) {
       const locked = await attempt.failed();
-      await services.audit.record({ type: 'sign_in', outcome: 'failure', userId: signIn?.user?.id, ...facts, detail: { factor: 'passkey' } });
-      if (locked) await services.audit.record({ type: 'lockout', outcome: 'success', userId: signIn?.user?.id, ...facts, detail: { factor: 'passkey' } });
+      await services.audit.record({ type: 'sign_in', outcome: 'failure', userId: signIn.user?.id, ...facts, detail: { factor: 'passkey' } });
+      if (locked) await services.audit.record({ type: 'lockout', outcome: 'success', userId: signIn.user?.id, ...facts, detail: { factor: 'passkey' } });
       throw err;
     } finally {
       cookies.clear(ctx, cookies.names.webauthn);
     }
-    assertThat(signIn && (!verified.interactionUid || verified.interactionUid === signIn.progress.uid),
-      new AppError('session_not_found', 'There is no sign-in in progress in this browser. Please start again from the app.'));
+    if (verified.interactionUid && verified.interactionUid !== signIn.progress.uid) {
+      // A challenge of another sign-in: not this one's to finish.
+      await attempt.failed();
+      throw new AppError('session_not_found', 'This passkey request belongs to another sign-in. Please start again from the app.');
+    }
     const user = await services.users.findById(verified.userId);
     if (!user || user.disabled) {
       await attempt.failed();

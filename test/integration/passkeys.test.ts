@@ -119,6 +119,25 @@ describe.each(databaseKinds())('passkeys on %s', (kind) => {
     expect(tokens.claims()).toMatchObject({ sub: (await idp.users.find('rosa')).id, amr: ['hwk', 'user', 'mfa'], acr: 'phrh' });
   });
 
+  // Found by an audit: such an assertion was verified (its counter recorded, the passkey marked used) and
+  // an attempt reserved against the address that was never given back, then refused anyway.
+  it('refuses an assertion from a browser with no sign-in in progress before verifying or counting it', async () => {
+    await idp.users.add({ username: 'stray', email: 'stray@example.com', password: 'stray-password-1' });
+    const { authenticator } = await enrollDuringSignIn('stray', 'stray-password-1');
+    const userId = (await idp.users.find('stray')).id;
+    const [before] = await idp.app.services.passkeyQueries.listForUser(userId);
+    const throttleRows = async () => (await idp.db('throttle').select('key', 'failures').orderBy('key')) as unknown[];
+    const rowsBefore = await throttleRows();
+    const browser = new Browser(idp.issuer);
+    const challenge = await browser.api<PublicKeyCredentialRequestOptionsJSON>('GET', '/api/auth/mfa/challenge/webauthn');
+    const refused = await browser.api('POST', '/api/auth/mfa/verify/webauthn', authenticator.get(challenge.body));
+    expect(refused.status).toBe(400);
+    expect(refused.body).toMatchObject({ error: 'session_not_found' });
+    const [after] = await idp.app.services.passkeyQueries.listForUser(userId);
+    expect([after!.counter, after!.last_used_at]).toEqual([before!.counter, before!.last_used_at]);
+    expect(await throttleRows()).toEqual(rowsBefore);
+  });
+
   // WebAuthn L3 §7.2 step 6: when the user was not identified before the ceremony, the response must
   // carry a user handle (found by an audit: one without was accepted).
   it('refuses a usernameless sign-in whose assertion has no user handle', async () => {
