@@ -91,14 +91,14 @@ function accountClient(issuer: string): ClientMetadata {
 function loginPolicy(needsStepUp: StepUpCheck, sessionExpired: SessionExpiredCheck, sessionTtl: number) {
   const { base, Check } = interactionPolicy;
   const policy = base();
-  // The provider slides a session's expiry on every save, so `exp - ttl` is when it was last used.
   // A session whose user was disabled or deleted meanwhile (findAccount finds no account): sign in again.
   // Without this the session still named the user, no grant was loaded for it, and the consent prompt's
   // checks failed on the missing grant (a 500 at every authorization from that browser, whoever signed in).
   // Also after the result of a sign-in: the user may have been disabled between the password and consent.
   policy.get('login')!.checks.add(new Check('account_gone', 'the signed-in account no longer exists or is disabled', 'login_required',
     (ctx) => (ctx.oidc.session?.accountId && !ctx.oidc.account ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT)));
-  // OIDC Core §3.1.2.6: login_required when the user must authenticate (prompt=none gets it).
+  // The provider slides a session's expiry on every save, so `exp - ttl` is when it was last used. OIDC
+  // Core §3.1.2.6: login_required when the user must authenticate (prompt=none gets it).
   policy.get('login')!.checks.add(new Check('session_expired', 'the session is too old or idle and must sign in again', 'login_required', (ctx) => {
     const { oidc } = ctx;
     if (!oidc.session?.accountId || oidc.result?.login) return Check.NO_NEED_TO_PROMPT;
