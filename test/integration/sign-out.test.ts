@@ -32,6 +32,14 @@ describe.each(databaseKinds())('signing out everywhere on %s', (kind) => {
   const firstParty = (params: Record<string, string> = {}) => authorizeUrl(idp.issuer, {
     client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256', ...params,
   });
+  /** A new user with an authenticator app; returns what makes its next code (a fresh time step each). */
+  async function withAuthenticatorApp(username: string): Promise<() => string> {
+    const user = await add(username);
+    const enrollment = await idp.app.services.totp.startEnrollment(user.id, user.email);
+    const code = () => { now += 30_000; return generateSync({ secret: enrollment.secret, epoch: Math.floor(now / 1000) }); };
+    expect(await idp.app.services.totp.confirmEnrollment(user.id, code())).toBe(true);
+    return code;
+  }
   /** Where a silent authorization (prompt=none) of this browser ends: a code, or the error. */
   async function silently(browser: Browser): Promise<string> {
     const answer = new URL((await browser.request(firstParty({ prompt: 'none' }))).headers.get('location')!);
@@ -141,10 +149,7 @@ describe.each(databaseKinds())('signing out everywhere on %s', (kind) => {
   });
 
   it('signs every other session out when a factor is removed on /account', async () => {
-    const user = await add('loser');
-    const enrollment = await idp.app.services.totp.startEnrollment(user.id, user.email);
-    const code = () => { now += 30_000; return generateSync({ secret: enrollment.secret, epoch: Math.floor(now / 1000) }); };
-    expect(await idp.app.services.totp.confirmEnrollment(user.id, code())).toBe(true);
+    const code = await withAuthenticatorApp('loser');
     const withTotp = async (browser: Browser, url: string): Promise<Page> => browser.submit(await signIn(browser, url, 'loser', 'loser-password-1'), '/totp', { code: code() });
     const thief = new Browser(idp.issuer);
     callbackOf(await withTotp(thief, firstParty()));
@@ -158,10 +163,7 @@ describe.each(databaseKinds())('signing out everywhere on %s', (kind) => {
   });
 
   it('answers prompt=none with login_required once a session has been idle too long to use (OIDC Core §3.1.2.6)', async () => {
-    const user = await add('sleeper');
-    const enrollment = await idp.app.services.totp.startEnrollment(user.id, user.email);
-    const code = () => { now += 30_000; return generateSync({ secret: enrollment.secret, epoch: Math.floor(now / 1000) }); };
-    expect(await idp.app.services.totp.confirmEnrollment(user.id, code())).toBe(true);
+    const code = await withAuthenticatorApp('sleeper');
     const browser = new Browser(idp.issuer);
     callbackOf(await browser.submit(await signIn(browser, firstParty(), 'sleeper', 'sleeper-password-1'), '/totp', { code: code() }));
     expect(await silently(browser)).toBe('code');
