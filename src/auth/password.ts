@@ -29,18 +29,30 @@ const lengthOf = (text: string) => {
 };
 
 /**
- * The forms of a typed password to check: the normalised one, and as typed when that differs (a hash made
- * before passwords were normalised, 2026-12-02). Unknown logins are checked as often, so timing stays equal.
+ * What a password in use is hashed as: its normalised form, or, when that is longer than bcrypt takes
+ * (NFKC may expand: ﷺ is 3 bytes as typed, 33 normalised), the password as typed,
+ * which is all a hash made before normalising (2026-12-02) can match. A rehash must hash what the check
+ * will check, or the user is locked out.
+ */
+const hashedForm = (password: string): string => {
+  const normal = normalisePassword(password);
+  return bcrypt.truncates(normal) ? password : normal;
+};
+
+/**
+ * The forms of a typed password to check, the hashed form first: also as typed when that differs (a hash
+ * made before passwords were normalised). Unknown logins are checked as often, so timing stays equal.
  */
 const formsToCheck = (password: string): string[] => {
-  const normal = normalisePassword(password);
-  return (normal === password ? [normal] : [normal, password]).filter((form) => !bcrypt.truncates(form));
+  const first = hashedForm(password);
+  return (first === password ? [first] : [first, password]).filter((form) => !bcrypt.truncates(form));
 };
 
 /** Throws an AppError saying what is wrong with a new password. */
 export function checkNewPassword(password: string, policy: PasswordPolicy): void {
   const normal = normalisePassword(password);
-  if (lengthOf(normal) < policy.min_length) {
+  // Counted as composed (NFC), not as hashed: NFKC expands some single characters into many (ﷺ into 18).
+  if (lengthOf(password.normalize('NFC')) < policy.min_length) {
     throw new AppError('weak_password', `password must be at least ${policy.min_length} characters`);
   }
   if (bcrypt.truncates(normal)) {
@@ -55,7 +67,7 @@ export function checkNewPassword(password: string, policy: PasswordPolicy): void
 
 export async function hashPassword(password: string, policy: PasswordPolicy): Promise<string> {
   checkNewPassword(password, policy);
-  return bcryptPool().hash(normalisePassword(password), policy.bcrypt_cost);
+  return bcryptPool().hash(hashedForm(password), policy.bcrypt_cost);
 }
 
 /** The work factor a bcrypt hash was made with (`$2b$12$…` → 12), or undefined if it is not one. */
@@ -117,7 +129,7 @@ export function createPasswordVerifier(policy: PasswordPolicy) {
       return (await check(password, hash)).ok;
     },
     /** A new hash of a password already in use (no new-password rules: they may have changed since). */
-    rehash: (password: string) => bcryptPool().hash(normalisePassword(password), policy.bcrypt_cost),
+    rehash: (password: string) => bcryptPool().hash(hashedForm(password), policy.bcrypt_cost),
     warmUp: () => dummyAt(policy.bcrypt_cost).then(() => undefined),
   };
 }

@@ -87,7 +87,11 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
       throw new ThrottledError(policy.ip_window_seconds - (now() % policy.ip_window_seconds), 'ip');
     }
     const key = `acct:${subject}:${factor}`;
-    const taken = await queries.take(key, now(), { after: policy.backoff_after, maxSeconds: policy.max_backoff_seconds });
+    // A secret that can be guessed (password, codes) waits as its back-off is reached, before the outcome is
+    // known, so parallel guesses get no more tries than sequential ones. A passkey cannot be guessed (each
+    // try needs the authenticator's signature), and many people behind one address sign in usernameless
+    // under one key: its attempts are held back by failures only, as they are counted.
+    const taken = await queries.take(key, now(), factor === 'passkey' ? undefined : { after: policy.backoff_after, maxSeconds: policy.max_backoff_seconds });
     if (!taken || taken.failures > policy.lock_after) {
       // Refused guesses still count against the address: hammering a locked account is spraying too.
       if (taken) await lock(key);

@@ -35,6 +35,7 @@ export function errorHandler(log: Logger) {
           ? { error: 'not_found', error_description: 'There is no such API endpoint.' }
           : { error: 'method_not_allowed', error_description: `This endpoint does not take ${ctx.method}.` };
         ctx.status = status;
+        ctx.set('Cache-Control', 'no-store');
       }
     }, (err: unknown) => {
       const error = toAppError(err);

@@ -41,14 +41,19 @@ export function createThrottleQueries(db: Knex) {
      * Counts one attempt unless the key is blocked, in one statement (an upsert that returns the new
      * count), so parallel requests each count: returns undefined when blocked, else the row after this
      * attempt. A conflict update whose WHERE is false changes and returns nothing (SQLite and PostgreSQL).
-     * From the `backoff.after`-th attempt on, the same statement blocks the key for 2^(n - after)
-     * seconds (at most `backoff.maxSeconds`) as it counts the n-th: a success ends the block (reset).
+     * With `backoff`, from the `backoff.after`-th attempt on, the same statement blocks the key for
+     * 2^(n - after) seconds (at most `backoff.maxSeconds`) as it counts the n-th: a success ends the block
+     * (reset).
      */
-    async take(key: string, now: number, backoff: { after: number; maxSeconds: number }): Promise<ThrottleRow | undefined> {
-      const capShift = Math.ceil(Math.log2(backoff.maxSeconds));
-      const first = backoff.after <= 1 ? now + Math.min(backoff.maxSeconds, 2 ** (1 - backoff.after)) : null;
+    async take(key: string, now: number, backoff?: { after: number; maxSeconds: number }): Promise<ThrottleRow | undefined> {
+      // Without `backoff` no attempt blocks as it is counted (`after` beyond any count: a 32-bit integer).
+      const after = backoff?.after ?? 2 ** 31 - 1;
+      const maxSeconds = backoff?.maxSeconds ?? 1;
+      // At most 30: `1 << k` is a 32-bit integer on PostgreSQL (from a back-off of 2^30 s on, the longest).
+      const capShift = Math.min(30, Math.ceil(Math.log2(maxSeconds)));
+      const first = after <= 1 ? now + Math.min(maxSeconds, 2 ** (1 - after)) : null;
       const row = await run.get<Returned>(SQL.take, [
-        key, first, now, backoff.after, backoff.after, capShift, now + backoff.maxSeconds, now, backoff.after, now,
+        key, first, now, after, after, capShift, now + maxSeconds, now, after, now,
       ]);
       return row ? toRow(row) : undefined;
     },

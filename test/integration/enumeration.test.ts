@@ -99,4 +99,21 @@ describe('enumeration by timing', () => {
     expect(upgraded).toMatch(/^\$2[aby]\$09\$/);
     expect(await bcrypt.compare('older-password-1', upgraded)).toBe(true);
   });
+
+  // Found by a review: the rehash at sign-in hashed the NFKC form, which for ﷺ (3 bytes typed, 33
+  // normalised) is longer than bcrypt takes: the next sign-in checked only the form as typed, and failed.
+  it('keeps a user whose password normalises to over 72 bytes signed in after the rehash', async () => {
+    const password = `pass${'\uFDFA'.repeat(4)}`;
+    const id = randomUUID();
+    await idp.app.services.users.insert({
+      id, username: 'ligature', email: 'ligature@example.com', name: null, email_verified: false,
+      password_hash: bcrypt.hashSync(password, 7), disabled: false, created_at: 1, updated_at: 1,
+    });
+    for (let i = 0; i < 2; i += 1) {
+      const browser = new Browser(idp.issuer);
+      const page = await browser.get(authorizeUrl(idp.issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' }));
+      callbackOf(await browser.submit(page, '/login', { login: 'ligature', password }));
+    }
+    expect((await idp.app.services.users.findById(id))!.password_hash).toMatch(/^\$2[aby]\$09\$/);
+  });
 });

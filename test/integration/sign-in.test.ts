@@ -193,6 +193,8 @@ describe.each(databaseKinds())('sign-in pages on %s', (kind) => {
     const firstParty = () => authorizeUrl(idp.issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' });
     for (const typed of [composed, decomposed]) callbackOf(await signIn(new Browser(idp.issuer), firstParty(), 'umlaut', typed));
     await expect(idp.users.add({ username: 'short', email: 'short@example.com', password: 'e\u0301'.repeat(7) })).rejects.toThrow('at least 8 characters');
+    // Counted as typed (composed), not as NFKC expands it (a review finding: ﷺ alone counted 18).
+    await expect(idp.users.add({ username: 'short', email: 'short@example.com', password: '\uFDFA' })).rejects.toThrow('at least 8 characters');
     // A hash made before normalising, of the password as typed (decomposed): still accepted, then made
     // again of the normalised form, which both spellings match.
     const id = randomUUID();
