@@ -1,5 +1,6 @@
 /** Wires the domain services to the queries layer once; handlers and the CLI receive what they need. */
 import type { Clock } from './clock.js';
+import { epochSeconds } from './clock.js';
 import type { Config } from './config/load.js';
 import type { Db } from './db/connect.js';
 import type { Logger } from './log.js';
@@ -33,7 +34,8 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
   const passkeyQueries = createPasskeyQueries(db);
   const totp = createTotpService({ totp: createTotpQueries(db), box, clock, issuerName: new URL(config.issuer).host });
   const recovery = createRecoveryCodeService({ codes: createRecoveryCodeQueries(db), hash: createKeyedHash(deps.pepper), clock });
-  const signOut = createSignOut({ payloads: createOidcPayloadQueries(db), progress: createSignInProgressQueries(db) });
+  const payloads = createOidcPayloadQueries(db);
+  const signOut = createSignOut({ payloads, progress: createSignInProgressQueries(db), clock: clock });
   const passkeys = createPasskeyService({
     passkeys: passkeyQueries, challenges: createChallengeQueries(db), clock, issuer: config.issuer, rpName: 'wrnexus-sso', log,
   });
@@ -42,6 +44,8 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
     users,
     userService: createUserService({ users, policy: config.password, clock, signOut }),
     signOut,
+    /** The account pages' use of a session: its expiry moves as on oidc-provider's own endpoints (touchSession). */
+    sessionUsed: (sessionId: string) => payloads.touchSession(sessionId, epochSeconds(clock) + config.ttl.session, epochSeconds(clock)),
     verifier: createPasswordVerifier(config.password),
     passkeyQueries,
     passkeys,

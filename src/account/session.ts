@@ -32,8 +32,7 @@ export function createAccountSessions(deps: { provider: Provider; services: Serv
   return {
     async current(ctx: Context): Promise<AccountSession | undefined> {
       const session = await provider.Session.get(provider.createContext(ctx.req, ctx.res) as never) as unknown as {
-        jti: string; accountId?: string; amr?: string[]; loginTs?: number; exp?: number; authorizations?: Record<string, { grantId?: string }>;
-        save(ttl: number): Promise<unknown>;
+        jti: string; uid: string; accountId?: string; amr?: string[]; loginTs?: number; exp?: number; authorizations?: Record<string, { grantId?: string }>;
       };
       if (!session.accountId) return undefined;
       if (sessionExpired({
@@ -44,14 +43,15 @@ export function createAccountSessions(deps: { provider: Provider; services: Serv
       if (!user || user.disabled) return undefined;
       // Using the account pages is using the session, as every request to the provider's own endpoints is
       // (its session middleware saves the session, which moves its expiry): sessions.mfa_idle_timeout
-      // counts from here too.
-      await session.save(config.ttl.session);
+      // counts from here too. Not by saving the copy read above: a logout or sign-out meanwhile would be
+      // undone, an app signed in to meanwhile dropped (review findings).
+      await services.sessionUsed(session.jti);
       const enrolled = await services.enrolled(user.id);
       const loginTs = session.loginTs ?? 0;
       const strongest = strongestAcr(enrolled);
       const recent = epochSeconds(clock) - loginTs <= FRESH_PROOF_SECONDS && meets(factorsFromAmr(session.amr, loginTs), strongest);
       const grantIds = Object.values(session.authorizations ?? {}).flatMap((a) => (a.grantId ? [a.grantId] : []));
-      return { user, enrolled, loginTs, strongest, recent, kept: { sessionId: session.jti, grantIds } };
+      return { user, enrolled, loginTs, strongest, recent, kept: { sessionUid: session.uid, grantIds } };
     },
   };
 }

@@ -2,23 +2,35 @@
  * Signing an account out everywhere: what a changed password, a removed factor or an administrator's
  * action must end. Every session of the account ends, and every grant, code and token issued to it is
  * revoked, those with `offline_access` included (RP-initiated logout leaves those: they are meant to
- * outlive a session, OIDC Core §11; a stolen one is not). Sign-ins in progress go too: one begun from
- * an ended session could otherwise finish with that session's factors.
+ * outlive a session, OIDC Core §11; a stolen one is not). Sign-ins in progress go too (their interactions
+ * and progress): one begun from an ended session could otherwise finish with its factors, and one whose
+ * password was checked could still resume into a new session.
  */
+import type { Clock } from '../clock.js';
+import { epochSeconds } from '../clock.js';
 import type { OidcPayloadQueries } from '../queries/oidc-payloads.js';
 import type { SignInProgressQueries } from '../queries/sign-in-progress.js';
 
 /** The session a change was made in, which it keeps, with the grants of the apps signed in through it. */
 export interface KeptSession {
-  sessionId: string;
+  /** The session's uid: its id changes when the browser signs in again (oidc-provider resetIdentifier). */
+  sessionUid: string;
   grantIds: readonly string[];
 }
 
-export function createSignOut(deps: { payloads: OidcPayloadQueries; progress: SignInProgressQueries }) {
+export function createSignOut(deps: { payloads: OidcPayloadQueries; progress: SignInProgressQueries; clock: Clock }) {
   return {
     /** Returns how many sessions, grants and tokens ended. */
     async everywhere(userId: string, keep?: KeptSession): Promise<number> {
-      const ended = await deps.payloads.deleteForAccount(userId, keep);
+      // The kept session as it is now, not as the change read it: an app it signed in to meanwhile is its.
+      const grantIds = new Set(keep?.grantIds ?? []);
+      if (keep) {
+        for (const payload of await deps.payloads.sessionsByUid(keep.sessionUid, epochSeconds(deps.clock))) {
+          const { authorizations } = JSON.parse(payload) as { authorizations?: Record<string, { grantId?: string }> };
+          for (const { grantId } of Object.values(authorizations ?? {})) if (grantId) grantIds.add(grantId);
+        }
+      }
+      const ended = await deps.payloads.deleteForAccount(userId, keep ? { sessionUid: keep.sessionUid, grantIds: [...grantIds] } : {});
       await deps.progress.deleteForUser(userId);
       return ended;
     },
@@ -26,3 +38,4 @@ export function createSignOut(deps: { payloads: OidcPayloadQueries; progress: Si
 }
 
 export type SignOut = ReturnType<typeof createSignOut>;
+

@@ -96,7 +96,7 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       return;
     }
     await migrate(db);
-    const signOut = createSignOut({ payloads: createOidcPayloadQueries(db), progress: createSignInProgressQueries(db) });
+    const signOut = createSignOut({ payloads: createOidcPayloadQueries(db), progress: createSignInProgressQueries(db), clock: systemClock });
     const service = createUserService({ users: createUserQueries(db), policy: config.password, clock: systemClock, signOut });
     const audit = createAudit({ events: createSecurityEventQueries(db), clock: systemClock, log: silentLogger });
     const cliEvent = (type: EventType, user: { id: string; username: string }) =>

@@ -34,6 +34,14 @@ const SINGLE_USE: Record<string, SingleUse> = {
 // one: oidc-provider makes them, and SQLite would find nothing either. Such a value is simply not found.
 const storable = (value: string) => !value.includes('\u0000');
 
+/**
+ * The account a row belongs to, so that signing an account out everywhere finds all of it: tokens, grants
+ * and sessions name it; an interaction names the session it began from, and once a sign-in has finished
+ * in it, the user it signed in (until it resumes, that is a sign-in waiting to become a session).
+ */
+const accountOf = (payload: AdapterPayload): string | null =>
+  payload.accountId ?? (payload.result?.login as { accountId?: string } | undefined)?.accountId ?? payload.session?.accountId ?? null;
+
 export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead = createReadAhead()) {
   const queries = createOidcPayloadQueries(db);
   const now = () => epochSeconds(clock);
@@ -57,7 +65,7 @@ export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead 
         id,
         payload: JSON.stringify(payload),
         grant_id: payload.grantId ?? null,
-        account_id: payload.accountId ?? null,
+        account_id: accountOf(payload),
         user_code: payload.userCode ?? null,
         uid: payload.uid ?? null,
         expires_at: expiresIn ? now() + expiresIn : null,

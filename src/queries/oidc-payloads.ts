@@ -168,15 +168,37 @@ export function createOidcPayloadQueries(db: Knex) {
     async deleteExpired(nowSeconds: number): Promise<number> {
       return table().where('expires_at', '<=', nowSeconds).delete();
     },
+    /** The payloads of the live sessions with this uid (one, but for a moment while its id changes). */
+    async sessionsByUid(uid: string, nowSeconds: number): Promise<string[]> {
+      const rows: Array<{ payload: string }> = await table().select('payload').where({ kind: 'Session', uid })
+        .andWhere((q) => q.whereNull('expires_at').orWhere('expires_at', '>', nowSeconds));
+      return rows.map((r) => r.payload);
+    },
     /**
-     * Deletes every row naming the account (its sessions, grants, codes and tokens), but the session
-     * `keep.sessionId` and the grants `keep.grantIds` with their tokens. A deleted row is not found, which
+     * Moves a live session's expiry to `until`, as oidc-provider's own save does, without writing back a
+     * copy of the session read earlier: the row is changed only if it is still there and unchanged since
+     * this read (a compare-and-set), so a logout or sign-out meanwhile is not undone, nor an app added
+     * meanwhile dropped. False when it was not changed (gone, or changed meanwhile: then it was just used).
+     */
+    async touchSession(id: string, until: number, nowSeconds: number): Promise<boolean> {
+      const row: { payload: string } | undefined = await table().first('payload').where({ kind: 'Session', id })
+        .andWhere((q) => q.whereNull('expires_at').orWhere('expires_at', '>', nowSeconds));
+      if (!row) return false;
+      const payload = JSON.parse(row.payload) as { exp?: number };
+      payload.exp = until;
+      const changed = await table().where({ kind: 'Session', id, payload: row.payload }).update({ payload: JSON.stringify(payload), expires_at: until });
+      return changed === 1;
+    },
+    /**
+     * Deletes every row naming the account (its sessions, interactions, grants, codes and tokens), but the
+     * session `keep.sessionUid` (the uid stays when oidc-provider gives a session a new id) and the grants
+     * `keep.grantIds` with their tokens. A deleted row is not found, which
      * for oidc-provider is a revoked token or an ended session. Returns how many rows went.
      */
-    async deleteForAccount(accountId: string, keep: { sessionId?: string; grantIds?: readonly string[] } = {}): Promise<number> {
+    async deleteForAccount(accountId: string, keep: { sessionUid?: string; grantIds?: readonly string[] } = {}): Promise<number> {
       const grantIds = [...(keep.grantIds ?? [])];
       return table().where('account_id', accountId).modify((q) => {
-        if (keep.sessionId) q.whereNot((w) => w.where({ kind: 'Session', id: keep.sessionId }));
+        if (keep.sessionUid) q.whereNot((w) => w.where({ kind: 'Session', uid: keep.sessionUid }));
         if (grantIds.length > 0) {
           q.where((w) => w.whereNull('grant_id').orWhereNotIn('grant_id', grantIds));
           q.whereNot((w) => w.where('kind', 'Grant').whereIn('id', grantIds));

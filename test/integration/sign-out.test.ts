@@ -162,6 +162,66 @@ describe.each(databaseKinds())('signing out everywhere on %s', (kind) => {
     expect((await owner.get('/account')).body).toContain('Your account');
   });
 
+  // Review findings on the first version of signing out everywhere.
+  it('drops a sign-in whose password was checked but which has not resumed yet', async () => {
+    for (const how of ['account-password', 'set-password', 'sign-out'] as const) {
+      const username = `pending-${how}`;
+      await add(username);
+      const attacker = new Browser(idp.issuer);
+      const login = await attacker.get(firstParty());
+      const form = findForm(login.body, '/login');
+      const posted = await attacker.request(new URL(form.action, login.url).toString(), { form: { ...form.fields, login: username, password: `${username}-password-1` } });
+      const resume = new URL(posted.headers.get('location')!, idp.issuer).toString();
+      if (how === 'account-password') {
+        const owner = new Browser(idp.issuer);
+        const account = await signIn(owner, `${idp.issuer}/account`, username, `${username}-password-1`);
+        expect((await owner.submit(account, '/account/password', { new_password: 'a-new-password-9', confirm_password: 'a-new-password-9' })).body).toContain('Password changed.');
+      } else if (how === 'set-password') {
+        await idp.users.setPassword(username, 'a-new-password-9');
+      } else {
+        await idp.users.signOutEverywhere(username);
+      }
+      const resumed = await attacker.request(resume);
+      expect([how, resumed.status]).toEqual([how, 400]);
+      expect(resumed.headers.get('location')).toBeNull();
+    }
+  });
+
+  it('keeps this browser signed in when its session got a new id while the change was made', async () => {
+    const user = await add('rotated');
+    const browser = new Browser(idp.issuer);
+    callbackOf(await signIn(browser, firstParty(), 'rotated', 'rotated-password-1'));
+    const before = await idp.db('oidc_payloads').where({ kind: 'Session', id: browser.cookie('_session')! }).first();
+    // Signing in again (prompt=login) gives the session a new id, and a new app a grant in it.
+    const rp = await relyingParty(idp.issuer, 'web-app');
+    const auth = await startAuthorization(rp, { prompt: 'login' });
+    const consent = await signIn(browser, auth.url, 'rotated', 'rotated-password-1');
+    const tokens = await auth.redeem(await browser.submit(consent, '/confirm', {}));
+    expect(browser.cookie('_session')).not.toBe(before.id);
+    // The change read the session before that: its id and grants then.
+    const grantIds = Object.values((JSON.parse(before.payload) as { authorizations: Record<string, { grantId: string }> }).authorizations).map((a) => a.grantId);
+    await idp.app.services.signOut.everywhere(user.id, { sessionUid: String(before.uid), grantIds });
+    expect(await silently(browser)).toBe('code');
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
+  });
+
+  it('does not bring a session back that was signed out while the account page was in use', async () => {
+    for (let trial = 0; trial < 6; trial += 1) {
+      const username = `poller-${trial}`;
+      await add(username);
+      const thief = new Browser(idp.issuer);
+      callbackOf(await signIn(thief, firstParty(), username, `${username}-password-1`));
+      let stop = false;
+      const loops = Array.from({ length: 4 }, async () => { while (!stop) await thief.request('/account'); });
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      await idp.users.signOutEverywhere(username);
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      stop = true;
+      await Promise.all(loops);
+      expect([trial, await silently(thief)]).toEqual([trial, 'login_required']);
+    }
+  });
+
   it('answers prompt=none with login_required once a session has been idle too long to use (OIDC Core §3.1.2.6)', async () => {
     const code = await withAuthenticatorApp('sleeper');
     const browser = new Browser(idp.issuer);
