@@ -27,6 +27,8 @@ export function clientMetadata(config: Config): ClientMetadata[] {
 }
 
 const clientName = (ctx: KoaContextWithOIDC) => ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId;
+/** The app a logout page names: none for the account pages, which are wrnexus-sso itself. */
+const appName = (ctx: KoaContextWithOIDC) => (ctx.oidc.client?.clientId === ACCOUNT_CLIENT_ID ? undefined : clientName(ctx));
 
 /** Answers whether an existing session falls short of what a request demands (step-up). */
 export type StepUpCheck = (input: {
@@ -201,11 +203,17 @@ export function createProvider({ config, db, clock, keys, users, needsStepUp, se
       userinfo: { enabled: true },
       rpInitiatedLogout: {
         enabled: true,
+        // The account pages run on the provider's session itself: signing out of them alone would sign
+        // out of nothing, so from there the page only asks about wrnexus-sso (an audit finding: "No, only
+        // Your account" said "You are signed out" while the account page stayed signed in).
         async logoutSource(ctx, form) {
-          renderPage(ctx, 'logout', { title: 'Sign out', form, clientName: clientName(ctx) });
+          renderPage(ctx, 'logout', { title: 'Sign out', form, clientName: appName(ctx) });
         },
+        // Also reached after "No": it says what is true, signed out or still signed in.
         async postLogoutSuccessSource(ctx) {
-          renderPage(ctx, 'logged-out', { title: 'Signed out', clientName: clientName(ctx) });
+          const session = await ctx.oidc.provider.Session.get(ctx) as unknown as { accountId?: string };
+          const stillSignedIn = Boolean(session.accountId);
+          renderPage(ctx, 'logged-out', { title: stillSignedIn ? 'Still signed in' : 'Signed out', clientName: appName(ctx), stillSignedIn });
         },
       },
     },

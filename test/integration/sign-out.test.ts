@@ -222,6 +222,25 @@ describe.each(databaseKinds())('signing out everywhere on %s', (kind) => {
     }
   });
 
+  // Found by an audit of the pages: from the account page, "No, only Your account" said "You are signed
+  // out" and the account page stayed signed in (it runs on the provider's session itself).
+  it('asks the account page only about signing out of wrnexus-sso, and says what is true afterwards', async () => {
+    await add('leaver');
+    const browser = new Browser(idp.issuer);
+    const account = await signIn(browser, `${idp.issuer}/account`, 'leaver', 'leaver-password-1');
+    const logoutHref = /href="([^"]*\/session\/end[^"]*)"/.exec(account.body)![1]!.replace(/&amp;/g, '&');
+    const confirm = await browser.get(logoutHref);
+    expect(confirm.body).toContain('Yes, sign me out');
+    expect(confirm.body).not.toContain('No, only');
+    const stayed = await browser.submit(confirm, '/session/end/confirm', {});
+    expect(stayed.body).toContain('You are still signed in');
+    expect(stayed.body).not.toContain('You are signed out');
+    expect((await browser.get('/account')).body).toContain('Your account');
+    const left = await browser.submit(await browser.get(logoutHref), '/session/end/confirm', { logout: 'yes' });
+    expect(left.body).toContain('You are signed out');
+    expect((await browser.get('/account')).body).toContain('autocomplete="current-password"');
+  });
+
   it('answers prompt=none with login_required once a session has been idle too long to use (OIDC Core §3.1.2.6)', async () => {
     const code = await withAuthenticatorApp('sleeper');
     const browser = new Browser(idp.issuer);
