@@ -51,6 +51,9 @@
       li.appendChild(c);
       list.appendChild(li);
     });
+    // The passkey is added: what came before the codes (add another, choose another way, not now) would
+    // only lead to errors now (an audit finding).
+    Array.prototype.forEach.call(document.querySelectorAll('[data-before-codes]'), function (el) { el.hidden = true; });
     var link = $('recovery-continue');
     link.href = next;
     $('recovery-codes').hidden = false;

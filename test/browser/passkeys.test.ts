@@ -113,6 +113,8 @@ describeWithChromium('passkeys in Chromium', () => {
     const codes = await page.locator('#recovery-code-list code').allTextContents();
     expect(codes).toHaveLength(10);
     for (const code of codes) expect(code).toMatch(/^[a-z0-9]{5}-[a-z0-9]{5}$/);
+    // What came before the codes is gone: adding again now would only fail (an audit finding).
+    await expect(page.getByRole('button', { name: 'Add a passkey' }).isVisible()).resolves.toBe(false);
     await page.getByRole('link', { name: 'I saved them, continue' }).click();
     await page.waitForURL(`${idp.issuer}/account`);
     await expect(page.getByText('Virtual key').first().isVisible()).resolves.toBe(true);
