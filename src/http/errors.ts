@@ -23,12 +23,26 @@ function toAppError(err: unknown): AppError {
   return new AppError('server_error', 'Something went wrong on our side.', { status: 500, expose: false, cause: err });
 }
 
+/** Where a page's "Try again" leads: the sign-in step or the account page the failed request came from. */
+function backFrom(path: string): { href: string; text: string } | undefined {
+  const step = /^\/interaction\/([A-Za-z0-9_-]+)\//.exec(path);
+  if (step) return { href: `/interaction/${step[1]}`, text: 'Back to the sign-in' };
+  if (/^\/account\//i.test(path)) return { href: '/account', text: 'Back to your account' };
+  return undefined;
+}
+
 export function errorHandler(log: Logger) {
   // Not async: see securityHeaders (views.ts).
   return function handleErrors(ctx: Context, next: Next) {
     return next().then(() => {
       // The JSON API answers in JSON also where no route answers: a path it does not have (404) or a
       // method its path does not take (405, Allow set by the router), which Koa would answer in plain text.
+      // A page no route has, asked for by a browser: our page, not Koa's plain "Not Found".
+      if (ctx.body == null && ctx.status === 404 && (ctx.method === 'GET' || ctx.method === 'HEAD') && !ctx.path.startsWith('/api/')
+        && ctx.accepts('html', 'json') === 'html') {
+        renderPage(ctx, 'error', { title: 'Page not found', heading: 'Page not found', description: 'There is no page at this address.' }, 404);
+        return;
+      }
       if (ctx.body == null && (ctx.status === 404 || ctx.status === 405) && ctx.path.startsWith('/api/')) {
         const status = ctx.status;
         ctx.body = status === 404
@@ -51,7 +65,7 @@ export function errorHandler(log: Logger) {
         ctx.body = { error: error.code, error_description: description };
         return;
       }
-      renderPage(ctx, 'error', { title: 'Something went wrong', error: error.code, description }, error.status);
+      renderPage(ctx, 'error', { title: 'Something went wrong', error: error.code, description, back: backFrom(ctx.path) }, error.status);
     });
   };
 }

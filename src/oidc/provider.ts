@@ -27,6 +27,16 @@ export function clientMetadata(config: Config): ClientMetadata[] {
 }
 
 const clientName = (ctx: KoaContextWithOIDC) => ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId;
+const EXPIRED = /authorization request has expired|interaction session not found|session and cookie identifier mismatch|authentication session mismatch/;
+
+/** What an error page of the library's endpoints tells a person (renderError). */
+export function friendlyError(error: string, description: string | undefined): string {
+  if (description && EXPIRED.test(description)) return 'This sign-in has already finished or has expired. Go back to the app and start again.';
+  if (error === 'invalid_client') return 'The app that sent you here is not registered with wrnexus-sso. Tell the app’s administrator.';
+  if (error === 'invalid_redirect_uri') return 'The app that sent you here asked to come back to an address it has not registered. Tell the app’s administrator.';
+  return description ?? 'The request could not be completed.';
+}
+
 /** The app a logout page names: none for the account pages, which are wrnexus-sso itself. */
 const appName = (ctx: KoaContextWithOIDC) => (ctx.oidc.client?.clientId === ACCOUNT_CLIENT_ID ? undefined : clientName(ctx));
 
@@ -252,11 +262,13 @@ export function createProvider({ config, db, clock, keys, users, needsStepUp, se
         try { return new URL(uri).origin === origin; } catch { return false; }
       }) ?? false;
     },
+    // The person at the browser reads this page, not the app's developer: the library's words for the
+    // common cases become what to do next (the error code stays for whoever debugs it).
     async renderError(ctx, out) {
       renderPage(ctx, 'error', {
         title: 'Something went wrong',
         error: out.error,
-        description: out.error_description ?? 'The request could not be completed.',
+        description: friendlyError(out.error, out.error_description),
       }, ctx.status >= 400 ? ctx.status : 400);
     },
     ttl: {

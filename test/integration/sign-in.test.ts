@@ -207,6 +207,35 @@ describe.each(databaseKinds())('sign-in pages on %s', (kind) => {
     callbackOf(await signIn(new Browser(idp.issuer), firstParty(), 'legacy', composed));
   });
 
+  // Found by an audit of the pages: these showed the library's words ("client is invalid", "authorization
+  // request has expired"), Koa's plain "Not Found", and error pages with no way on.
+  it('explains errors to the person at the browser, with a way back where there is one', async () => {
+    const html = { accept: 'text/html' };
+    const unknown = await new Browser(idp.issuer).request(authorizeUrl(idp.issuer, { client_id: 'no-such-app', code_challenge: pkce().challenge, code_challenge_method: 'S256' }), { headers: html });
+    expect(unknown.status).toBe(400);
+    expect(visibleText(unknown)).toContain('The app that sent you here is not registered with wrnexus-sso.');
+    expect(visibleText(unknown)).toContain('invalid_client');
+    const missing = await new Browser(idp.issuer).request('/no-such-page', { headers: html });
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(visibleText(missing)).toContain('There is no page at this address.');
+    // Back to the app's redirect after the sign-in finished: the resume again.
+    const browser = new Browser(idp.issuer);
+    const login = await browser.get(authorizeUrl(idp.issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' }));
+    const form = findForm(login.body, '/login');
+    const posted = await browser.request(new URL(form.action, login.url).toString(), { form: { ...form.fields, login: 'bob', password: 'bob-password-1' } });
+    const resume = new URL(posted.headers.get('location')!, idp.issuer).toString();
+    callbackOf(await browser.request(resume));
+    const again = await browser.request(resume);
+    expect(again.status).toBe(400);
+    expect(visibleText(again)).toContain('This sign-in has already finished or has expired. Go back to the app and start again.');
+    // A refused form (here without its CSRF token) leads back to its step.
+    const page = await new Browser(idp.issuer).get(webAppUrl());
+    const refused = await new Browser(idp.issuer).request(new URL(findForm(page.body, '/login').action, page.url).toString(), { form: { login: 'bob', password: 'x' } });
+    expect(refused.status).toBe(403);
+    expect(refused.body).toMatch(/<a class="button secondary" href="\/interaction\/[A-Za-z0-9_-]+">Back to the sign-in<\/a>/);
+  });
+
   it('answers a NUL character in the form with 400, not a server error', async () => {
     const browser = new Browser(idp.issuer);
     const page = await browser.get(webAppUrl());
