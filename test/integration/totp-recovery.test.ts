@@ -119,6 +119,8 @@ describe.each(databaseKinds())('TOTP and recovery codes on %s', (kind) => {
     const urge = await p.browser.follow(used);
     expect(urge.body).toContain('You used a recovery code');
     expect(urge.body).toContain('<strong>9</strong> left');
+    // No link away from the sign-in before it is finished: it would cost another code (an audit finding).
+    expect(urge.body).not.toContain('href="/account"');
     const tokens = await p.auth.redeem(await p.browser.submit(urge, '/continue', {}));
     expect(tokens.claims()).toMatchObject({ amr: ['pwd', 'recovery_code', 'mfa'], acr: 'https://refeds.org/profile/mfa' });
 
