@@ -142,7 +142,10 @@ export function createAccountRoutes(deps: AccountDeps): Router {
   // sign-in (max_age=0) with the strongest factor the user has.
   router.get('/account/login', async (ctx) => {
     const state = randomBytes(24).toString('base64url');
-    ctx.cookies.set(stateCookie, state, { httpOnly: true, sameSite: 'lax', secure, path: '/', maxAge: config.ttl.interaction * 1000 });
+    // Where to go after the sign-in, from a fixed list (no open redirect): the setup the user was going to
+    // (an audit finding: confirming it was you landed on /account, the setup forgotten).
+    const next = ctx.query.next === 'totp' ? 'totp' : '';
+    ctx.cookies.set(stateCookie, next ? `${state}.${next}` : state, { httpOnly: true, sameSite: 'lax', secure, path: '/', maxAge: config.ttl.interaction * 1000 });
     const url = new URL('/auth', config.issuer);
     url.searchParams.set('client_id', ACCOUNT_CLIENT_ID);
     url.searchParams.set('redirect_uri', `${config.issuer}/account/callback`);
@@ -162,14 +165,14 @@ export function createAccountRoutes(deps: AccountDeps): Router {
 
   // The sign-in itself updated the provider session; the code is not needed and simply expires.
   router.get('/account/callback', async (ctx) => {
-    const expected = ctx.cookies.get(stateCookie);
+    const [expected, next] = (ctx.cookies.get(stateCookie) ?? '').split('.');
     ctx.cookies.set(stateCookie, '', { httpOnly: true, sameSite: 'lax', secure, path: '/', maxAge: 0 });
     assertThat(expected && ctx.query.state === expected, new AppError('invalid_request', 'This sign-in response does not belong to this browser. Please try again.'));
     if (ctx.query.error) {
       throw new AppError('access_denied', 'Signing in to your account was not completed.', { status: 400 });
     }
     ctx.status = 303;
-    ctx.redirect('/account');
+    ctx.redirect(next === 'totp' ? '/account/totp' : '/account');
   });
 
   // Anything that cannot be a credential id names no passkey (and a NUL would not even reach PostgreSQL:
@@ -207,7 +210,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     if (!account) return;
     if (!account.recent) {
       ctx.status = 303;
-      ctx.redirect('/account/login?reauth=1');
+      ctx.redirect('/account/login?reauth=1&next=totp');
       return;
     }
     if (account.enrolled.totp) return renderAccount(ctx, account, { error: ALREADY_TOTP }, 409);

@@ -108,6 +108,22 @@ describe.each(databaseKinds())('account page on %s', (kind) => {
     expect(again.page.url).toBe(`${idp.issuer}/account`);
   });
 
+  // Found by an audit of the pages: confirming it was you landed on /account, the setup forgotten.
+  it('returns to the authenticator-app setup after confirming it is you', async () => {
+    const { browser } = await signedIn('new-yara-password');
+    now += 11 * 60_000;
+    expect((await browser.request('/account/totp')).headers.get('location')).toBe('/account/login?reauth=1&next=totp');
+    const login = await browser.get('/account/totp');
+    let page = await browser.submit(login, '/login', { login: 'yara', password: 'new-yara-password' });
+    now += 30_000;
+    page = await browser.submit(page, '/totp', { code: generateSync({ secret, epoch: Math.floor(now / 1000) }) });
+    expect(page.url).toBe(`${idp.issuer}/account/totp`);
+    // Only known places: anything else returns to the account page.
+    const elsewhere = await browser.request('/account/login?next=https://evil.example/');
+    const state = new URL(elsewhere.headers.get('location')!).searchParams.get('state');
+    expect(browser.cookie('idp_account')).toBe(state);
+  });
+
   it('refuses account changes without the CSRF token', async () => {
     const { browser } = await signedIn('new-yara-password');
     now += 30_000;
