@@ -61,6 +61,11 @@ export function createAccountRoutes(deps: AccountDeps): Router {
   const secure = config.issuer.startsWith('https:');
   const stateCookie = secure ? '__Host-idp_account' : 'idp_account';
 
+  /** How the activity list names an app: its name, and the account pages as such (not their client id). */
+  const appLabel = (clientId: string | null | undefined) => (!clientId ? ''
+    : clientId === ACCOUNT_CLIENT_ID ? 'account page'
+      : config.clients.find((c) => c.client_id === clientId)?.client_name ?? clientId);
+
   /** Apps whose policy a change must not silently break. */
   function policyConflict(after: Enrolled): string | undefined {
     const needing = config.clients.filter((c) => (c.mfa_policy === 'required' && !hasAnyFactor(after))
@@ -113,7 +118,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     const events = (await services.audit.list({ userId: account.user.id, limit: 50 }))
       .filter((e) => SHOWN_EVENTS[e.type] && !(e.type === 'sign_in' && e.outcome !== 'success'))
       .slice(0, 10)
-      .map((e) => ({ when: date(e.at), what: SHOWN_EVENTS[e.type]!, where: e.ip ?? '', app: e.client_id ?? '' }));
+      .map((e) => ({ when: date(e.at), what: SHOWN_EVENTS[e.type]!, where: e.ip ?? '', app: appLabel(e.client_id) }));
     renderPage(ctx, 'account', {
       title: 'Your account',
       csrf: csrf.token(ctx),

@@ -45,6 +45,11 @@ describe.each(databaseKinds())('account page on %s', (kind) => {
     expect(page.body).toContain('Your account');
     expect(page.body).toContain('Add a passkey');
     expect(page.body).toContain('Set up an authenticator app');
+    // The activity list names the account pages as such, not by their client id (an audit finding).
+    expect(page.body).toContain('· account page');
+    expect(page.body).not.toContain('wrnexus-account<');
+    const icon = await fetch(`${idp.issuer}/static/favicon.svg`);
+    expect([icon.status, icon.headers.get('content-type')]).toEqual([200, 'image/svg+xml']);
   });
 
   it('serves its pages whatever the letter case of the path, as the router matches', async () => {
