@@ -108,6 +108,14 @@
   }
   wire('passkey-verify', function () { return authenticate(false); });
   wire('passkey-enroll', enroll);
+  // The passkey's name field is not in a form: Enter there adds the passkey, as Enter in a form submits it.
+  var nameField = $('passkey-name');
+  if (nameField) {
+    nameField.addEventListener('keydown', function (event) {
+      var add = $('passkey-enroll');
+      if (event.key === 'Enter' && add && !add.disabled) { event.preventDefault(); add.click(); }
+    });
+  }
 
   // After removing a passkey, tell the browser's passkey manager it no longer works here (Signal API).
   var removed = $('removed-credential');

@@ -182,7 +182,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
           }, status);
         }
         return renderPage(ctx, 'enroll', {
-          title: 'Add a second factor',
+          title: 'Protect your account',
           ...common(ctx, state),
           username: state.user!.username,
           totpAllowed: step.methods.includes('totp'),
