@@ -30,7 +30,12 @@ export function createSignOut(deps: { payloads: OidcPayloadQueries; progress: Si
           for (const { grantId } of Object.values(authorizations ?? {})) if (grantId) grantIds.add(grantId);
         }
       }
-      const ended = await deps.payloads.deleteForAccount(userId, keep ? { sessionUid: keep.sessionUid, grantIds: [...grantIds] } : {});
+      // And the sign-ins this browser has in progress (another tab, a re-authentication), which began from
+      // the kept session (a review finding: a change on /account broke this browser's consent page).
+      const interactionIds = keep ? (await deps.payloads.interactionsOf(userId))
+        .filter(({ payload }) => (JSON.parse(payload) as { session?: { uid?: string } }).session?.uid === keep.sessionUid)
+        .map(({ id }) => id) : [];
+      const ended = await deps.payloads.deleteForAccount(userId, keep ? { sessionUid: keep.sessionUid, grantIds: [...grantIds], interactionIds } : {});
       await deps.progress.deleteForUser(userId);
       return ended;
     },

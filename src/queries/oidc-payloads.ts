@@ -64,6 +64,8 @@ const SQL = {
 // through knex, in statements of at most 1000 rows (PostgreSQL takes at most 65535 parameters, 9 a row).
 const PREPARED_BATCH = 32;
 const valuesOf = (row: PayloadRow) => COLUMNS.map((c) => row[c]);
+/** The kinds whose payload may name an account. */
+const ACCOUNT_KINDS = ['Session', 'Interaction', 'Grant', 'AccessToken', 'RefreshToken', 'AuthorizationCode', 'DeviceCode', 'BackchannelAuthenticationRequest'];
 
 type Found = { payload: string; consumed_at: number | string | null };
 export interface LiveRow { payload: string; consumed_at: number | null }
@@ -191,19 +193,34 @@ export function createOidcPayloadQueries(db: Knex) {
     },
     /**
      * Deletes every row naming the account (its sessions, interactions, grants, codes and tokens), but the
-     * session `keep.sessionUid` (the uid stays when oidc-provider gives a session a new id) and the grants
-     * `keep.grantIds` with their tokens. A deleted row is not found, which
-     * for oidc-provider is a revoked token or an ended session. Returns how many rows went.
+     * session `keep.sessionUid` (the uid stays when oidc-provider gives a session a new id), the grants
+     * `keep.grantIds` with their tokens, and the interactions `keep.interactionIds`. Rows written before
+     * the account had a column (account_id null) are found by the account id in their payload, among the
+     * kinds that can name one (the primary key's kind prefix keeps client-credentials tokens out of the
+     * scan). A deleted row is not found, which for oidc-provider is a revoked token or an ended session.
+     * Returns how many rows went.
      */
-    async deleteForAccount(accountId: string, keep: { sessionUid?: string; grantIds?: readonly string[] } = {}): Promise<number> {
+    async deleteForAccount(accountId: string, keep: { sessionUid?: string; grantIds?: readonly string[]; interactionIds?: readonly string[] } = {}): Promise<number> {
       const grantIds = [...(keep.grantIds ?? [])];
-      return table().where('account_id', accountId).modify((q) => {
-        if (keep.sessionUid) q.whereNot((w) => w.where({ kind: 'Session', uid: keep.sessionUid }));
-        if (grantIds.length > 0) {
-          q.where((w) => w.whereNull('grant_id').orWhereNotIn('grant_id', grantIds));
-          q.whereNot((w) => w.where('kind', 'Grant').whereIn('id', grantIds));
-        }
-      }).delete();
+      const interactionIds = [...(keep.interactionIds ?? [])];
+      // oidc-provider writes payloads with JSON.stringify: `"accountId":"<id>"`, also inside an
+      // interaction's session and login result. LIKE's wildcards escaped.
+      const named = `%${JSON.stringify({ accountId }).slice(1, -1).replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      return table()
+        .where((w) => w.where('account_id', accountId)
+          .orWhere((legacy) => legacy.whereNull('account_id').whereIn('kind', ACCOUNT_KINDS).andWhereRaw("payload like ? escape '\\'", [named])))
+        .modify((q) => {
+          if (keep.sessionUid) q.whereNot((w) => w.where({ kind: 'Session', uid: keep.sessionUid }));
+          if (grantIds.length > 0) {
+            q.where((w) => w.whereNull('grant_id').orWhereNotIn('grant_id', grantIds));
+            q.whereNot((w) => w.where('kind', 'Grant').whereIn('id', grantIds));
+          }
+          if (interactionIds.length > 0) q.whereNot((w) => w.where('kind', 'Interaction').whereIn('id', interactionIds));
+        }).delete();
+    },
+    /** The interactions that name the account (id and payload). */
+    async interactionsOf(accountId: string): Promise<Array<{ id: string; payload: string }>> {
+      return table().select('id', 'payload').where({ kind: 'Interaction', account_id: accountId });
     },
   };
 }

@@ -187,6 +187,19 @@ describe.each(databaseKinds())('signing out everywhere on %s', (kind) => {
     }
   });
 
+  it('keeps the sign-ins this browser has in progress in another tab when it changes the password', async () => {
+    await add('tabs');
+    const browser = new Browser(idp.issuer);
+    const account = await signIn(browser, `${idp.issuer}/account`, 'tabs', 'tabs-password-1');
+    const rp = await relyingParty(idp.issuer, 'web-app');
+    const auth = await startAuthorization(rp);
+    const consent = await browser.get(auth.url);
+    expect(consent.body).toContain('Allow access?');
+    expect((await browser.submit(account, '/account/password', { new_password: 'a-new-tabs-password', confirm_password: 'a-new-tabs-password' })).body).toContain('Password changed.');
+    const tokens = await auth.redeem(await browser.submit(consent, '/confirm', {}));
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
+  });
+
   it('keeps this browser signed in when its session got a new id while the change was made', async () => {
     const user = await add('rotated');
     const browser = new Browser(idp.issuer);

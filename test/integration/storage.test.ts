@@ -311,8 +311,11 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       }
     });
 
-    // Signing out everywhere finds an account's rows by account_id; rows from before that column get it.
-    it('fills in account_id for the sessions, grants and tokens stored before it existed', async () => {
+    // Signing out everywhere finds an account's rows by account_id, and those written before the column
+    // (or, for interactions, before 2026-12-02) by their payload. A migration that filled the column in
+    // held older instances' writes back for minutes on a large table, and PostgreSQL's json cast failed on
+    // a client's NUL in a payload (review findings).
+    it('migrates past payloads PostgreSQL cannot cast, and signs out rows written before their account had a column', async () => {
       const fresh = await createTestDatabase(kind);
       const db = connect(fresh.target);
       try {
@@ -321,29 +324,17 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
         const row = (kind: string, id: string, payload: Record<string, unknown>) => ({
           kind, id, payload: JSON.stringify(payload), grant_id: null, user_code: null, uid: null, expires_at: null, consumed_at: null,
         });
-        // A client's NUL in a payload (an anonymous `/session/end?state=%00` stores one) is what PostgreSQL's
-        // json type refuses: a backfill that cast payloads failed on it, and the start with it (review finding).
         await db('oidc_payloads').insert([
           row('Session', 'old-session', { accountId: 'someone', exp: 1, state: { note: '\u0000' } }),
           row('Session', 'anonymous-session', { exp: 1, state: { state: '\u0000' } }),
           row('RefreshToken', 'old-token', { accountId: 'someone', grantId: 'g' }),
-          row('ClientCredentials', 'service-token', { clientId: 'service' }),
+          row('Interaction', 'old-interaction', { result: { login: { accountId: 'someone' } } }),
+          row('RefreshToken', 'other-token', { accountId: 'someone-else', grantId: 'g2' }),
+          row('ClientCredentials', 'service-token', { clientId: 'service', note: '"accountId":"someone"' }),
         ]);
-        const many = Array.from({ length: 1200 }, (_, i) => row('AccessToken', `many-${String(i).padStart(4, '0')}`, { accountId: `user-${i % 7}` }));
-        for (let i = 0; i < many.length; i += 100) await db('oidc_payloads').insert(many.slice(i, i + 100));
         expect(await migrate(db)).toEqual(['20261202000000_payload_account_index']);
-        const rows: Array<{ id: string; account_id: string | null }> = await db('oidc_payloads').select('id', 'account_id').whereNot('kind', 'AccessToken').orderBy('id');
-        expect(rows).toEqual([
-          { id: 'anonymous-session', account_id: null },
-          { id: 'old-session', account_id: 'someone' },
-          { id: 'old-token', account_id: 'someone' },
-          { id: 'service-token', account_id: null },
-        ]);
-        // More than one batch.
-        const filled: Array<{ id: string; account_id: string | null }> = await db('oidc_payloads').select('id', 'account_id').where('kind', 'AccessToken');
-        expect(filled).toHaveLength(1200);
-        expect(filled.every((r) => r.account_id === `user-${Number(r.id.slice(5)) % 7}`)).toBe(true);
-
+        expect(await createOidcPayloadQueries(db).deleteForAccount('someone')).toBe(3);
+        expect((await db('oidc_payloads').select('id').orderBy('id')).map((r: { id: string }) => r.id)).toEqual(['anonymous-session', 'other-token', 'service-token']);
       } finally {
         await db.destroy();
         await fresh.dispose();
