@@ -36,7 +36,8 @@ export function createSignOut(deps: { payloads: OidcPayloadQueries; progress: Si
         .filter(({ payload }) => (JSON.parse(payload) as { session?: { uid?: string } }).session?.uid === keep.sessionUid)
         .map(({ id }) => id) : [];
       const ended = await deps.payloads.deleteForAccount(userId, keep ? { sessionUid: keep.sessionUid, grantIds: [...grantIds], interactionIds } : {});
-      await deps.progress.deleteForUser(userId);
+      // (An interaction's id is its uid, which its progress is stored under.)
+      await deps.progress.deleteForUser(userId, interactionIds);
       return ended;
     },
   };

@@ -42,9 +42,9 @@ export function createSignInProgressQueries(db: Knex) {
     async deleteExpired(nowSeconds: number): Promise<number> {
       return table().where('expires_at', '<=', nowSeconds).delete();
     },
-    /** Every sign-in of the user in progress, in any browser. */
-    async deleteForUser(userId: string): Promise<number> {
-      return table().where({ user_id: userId }).delete();
+    /** Every sign-in of the user in progress, in any browser, but those of the interactions `except`. */
+    async deleteForUser(userId: string, except: readonly string[] = []): Promise<number> {
+      return table().where({ user_id: userId }).modify((q) => { if (except.length > 0) q.whereNotIn('uid', [...except]); }).delete();
     },
   };
 }
