@@ -200,6 +200,19 @@ describe.each(databaseKinds())('signing out everywhere on %s', (kind) => {
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
   });
 
+  it('keeps a sign-in step this browser has half done in another tab when it changes the password', async () => {
+    const code = await withAuthenticatorApp('halfway');
+    const browser = new Browser(idp.issuer);
+    const account = await browser.submit(await signIn(browser, `${idp.issuer}/account`, 'halfway', 'halfway-password-1'), '/totp', { code: code() });
+    expect(account.url).toBe(`${idp.issuer}/account`);
+    // Another tab: the account page's re-authentication, password done, at its authenticator-app step.
+    const atTotp = await signIn(browser, `${idp.issuer}/account/login?reauth=1`, 'halfway', 'halfway-password-1');
+    expect(atTotp.body).toContain('name="code"');
+    expect((await browser.submit(account, '/account/password', { new_password: 'a-new-halfway-password', confirm_password: 'a-new-halfway-password' })).body).toContain('Password changed.');
+    const done = await browser.submit(atTotp, '/totp', { code: code() });
+    expect(done.url).toBe(`${idp.issuer}/account`);
+  });
+
   it('keeps this browser signed in when its session got a new id while the change was made', async () => {
     const user = await add('rotated');
     const browser = new Browser(idp.issuer);
