@@ -1,5 +1,5 @@
 /**
- * `GET /healthz`: the process is alive (no I/O). `GET /readyz`: this instance can serve: the database
+ * `GET /healthz` (or HEAD): the process is alive (no I/O). `GET /readyz` (or HEAD): this instance can serve: the database
  * answers, its migrations are current, the signing keys are loaded. Both cheap, both JSON.
  */
 import type { Context, Next } from 'koa';
@@ -15,13 +15,15 @@ export function healthChecks(deps: { db: Db; keysLoaded: () => boolean }) {
   // Migrations only move forward while we run: once current, re-check only now and then.
   let migrationsCheckedAt = 0;
   return async function health(ctx: Context, next: Next) {
-    if (ctx.path === '/healthz' && ctx.method === 'GET') {
+    // HEAD too: load balancers probe with it (Koa sends the status and headers, no body).
+    const probe = ctx.method === 'GET' || ctx.method === 'HEAD';
+    if (ctx.path === '/healthz' && probe) {
       ctx.state.route = 'healthz';
       ctx.set('Cache-Control', 'no-store');
       ctx.body = { status: 'ok' };
       return;
     }
-    if (ctx.path !== '/readyz' || ctx.method !== 'GET') return next();
+    if (ctx.path !== '/readyz' || !probe) return next();
     ctx.state.route = 'readyz';
     const checks: Record<string, string> = {};
     try {

@@ -261,12 +261,18 @@ describe.each(databaseKinds())('sign-in pages on %s', (kind) => {
     const ready = await fetch(`${idp.issuer}/readyz`);
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({ status: 'ready', checks: { database: 'ok', migrations: 'ok', keys: 'ok' } });
+    // Load balancers often probe with HEAD (a review finding: it was 404).
+    for (const path of ['/healthz', '/readyz']) {
+      const head = await fetch(`${idp.issuer}${path}`, { method: 'HEAD' });
+      expect([path, head.status, await head.text()]).toEqual([path, 200, '']);
+    }
 
     // The database goes away (the pool is closed), then comes back.
     await idp.db.destroy();
     const down = await fetch(`${idp.issuer}/readyz`);
     expect(down.status).toBe(503);
     expect(await down.json()).toMatchObject({ status: 'not ready', checks: { database: 'unreachable' } });
+    expect((await fetch(`${idp.issuer}/readyz`, { method: 'HEAD' })).status).toBe(503);
     expect((await fetch(`${idp.issuer}/healthz`)).status).toBe(200);
     idp.db.initialize();
     const back = await fetch(`${idp.issuer}/readyz`);
