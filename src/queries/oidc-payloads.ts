@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { createBatcher } from '../db/batcher.js';
 import { statements } from '../db/fast.js';
 import { directPg } from '../db/pg-direct.js';
+import { LIKE_ESCAPE, likePattern } from './like.js';
 import { PROFILE_COLUMNS, toProfile, type UserProfile } from './users.js';
 
 export interface PayloadRow {
@@ -204,11 +205,11 @@ export function createOidcPayloadQueries(db: Knex) {
       const grantIds = [...(keep.grantIds ?? [])];
       const interactionIds = [...(keep.interactionIds ?? [])];
       // oidc-provider writes payloads with JSON.stringify: `"accountId":"<id>"`, also inside an
-      // interaction's session and login result. LIKE's wildcards escaped.
-      const named = `%${JSON.stringify({ accountId }).slice(1, -1).replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      // interaction's session and login result.
+      const named = likePattern(JSON.stringify({ accountId }).slice(1, -1), { prefix: true, suffix: true });
       return table()
         .where((w) => w.where('account_id', accountId)
-          .orWhere((legacy) => legacy.whereNull('account_id').whereIn('kind', ACCOUNT_KINDS).andWhereRaw("payload like ? escape '\\'", [named])))
+          .orWhere((legacy) => legacy.whereNull('account_id').whereIn('kind', ACCOUNT_KINDS).andWhereRaw(`payload like ? ${LIKE_ESCAPE}`, [named])))
         .modify((q) => {
           if (keep.sessionUid) q.whereNot((w) => w.where({ kind: 'Session', uid: keep.sessionUid }));
           if (grantIds.length > 0) {

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { statements } from '../db/fast.js';
+import { LIKE_ESCAPE, likePattern } from './like.js';
 
 export interface ThrottleRow {
   failures: number;
@@ -74,8 +75,8 @@ export function createThrottleQueries(db: Knex) {
       await run.write(SQL.reset, [now, key]);
     },
     async resetPrefix(prefix: string, now: number): Promise<number> {
-      // LIKE with its wildcards escaped: a login may hold `_` or `%` (john_doe@example.com).
-      return table().whereRaw("?? like ? escape '\\'", ['key', `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`])
+      // A login may hold `_` or `%` (john_doe@example.com).
+      return table().whereRaw(`?? like ? ${LIKE_ESCAPE}`, ['key', likePattern(prefix, { suffix: true })])
         .andWhere((q) => q.where('failures', '>', 0).orWhereNotNull('blocked_until'))
         .update({ failures: 0, blocked_until: null, updated_at: now });
     },
