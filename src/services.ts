@@ -35,7 +35,9 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
   const totp = createTotpService({ totp: createTotpQueries(db), box, clock, issuerName: new URL(config.issuer).host });
   const recovery = createRecoveryCodeService({ codes: createRecoveryCodeQueries(db), hash: createKeyedHash(deps.pepper), clock });
   const payloads = createOidcPayloadQueries(db);
-  const signOut = createSignOut({ payloads, progress: createSignInProgressQueries(db), clock: clock });
+  const progressQueries = createSignInProgressQueries(db);
+  const enrollment = createEnrollmentQueries(db);
+  const signOut = createSignOut({ payloads, progress: progressQueries, clock });
   const passkeys = createPasskeyService({
     passkeys: passkeyQueries, challenges: createChallengeQueries(db), clock, issuer: config.issuer, rpName: 'wrnexus-sso', log,
   });
@@ -51,9 +53,9 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
     passkeys,
     totp,
     recovery,
-    enrolled: createEnrollmentReader({ queries: createEnrollmentQueries(db) }),
-    removeFactor: createFactorRemoval({ queries: createEnrollmentQueries(db) }),
-    progress: createSignInProgress({ queries: createSignInProgressQueries(db), clock, ttlSeconds: config.ttl.interaction }),
+    enrolled: createEnrollmentReader({ queries: enrollment }),
+    removeFactor: createFactorRemoval({ queries: enrollment }),
+    progress: createSignInProgress({ queries: progressQueries, clock, ttlSeconds: config.ttl.interaction }),
     challenges: createChallengeQueries(db),
     throttle: createThrottle({
       queries: createThrottleQueries(db), clock, policy: config.throttle, onRefused: (scope) => deps.metrics?.throttled.inc({ scope }),

@@ -207,7 +207,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     if (conflict) return renderAccount(ctx, account, { error: conflict }, 409);
     await audit(ctx, account, { type: 'factor_removed', detail: { factor: 'passkey' } });
     const ended = await signOutElsewhere(ctx, account);
-    return renderAccount(ctx, (await accounts.current(ctx))!, { message: `Passkey removed.${ended}`, removedCredential: ctx.params.id });
+    return renderAccount(ctx, await accounts.refreshed(account), { message: `Passkey removed.${ended}`, removedCredential: ctx.params.id });
   });
 
   router.get('/account/totp', async (ctx) => {
@@ -245,7 +245,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     await audit(ctx, account, { type: 'factor_enrolled', detail: { factor: 'otp' } });
     // Recovery codes come with the first factor (issueFirst decides, as it stores them).
     const codes = await services.recovery.issueFirst(account.user.id);
-    if (!codes) return renderAccount(ctx, (await accounts.current(ctx))!, { message: 'Authenticator app added.' });
+    if (!codes) return renderAccount(ctx, await accounts.refreshed(account), { message: 'Authenticator app added.' });
     return renderPage(ctx, 'recovery-codes', {
       title: 'Save your recovery codes', csrf: csrf.token(ctx), continueUrl: '/account', ...recoveryCodesView(account.user.username, codes),
     });
@@ -260,7 +260,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     if (conflict) return renderAccount(ctx, account, { error: conflict }, 409);
     await audit(ctx, account, { type: 'factor_removed', detail: { factor: 'otp' } });
     const ended = await signOutElsewhere(ctx, account);
-    return renderAccount(ctx, (await accounts.current(ctx))!, { message: `Authenticator app removed.${ended}` });
+    return renderAccount(ctx, await accounts.refreshed(account), { message: `Authenticator app removed.${ended}` });
   });
 
   router.post('/account/recovery-codes', async (ctx) => {

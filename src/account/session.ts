@@ -17,6 +17,8 @@ export interface AccountSession {
   user: UserRow;
   enrolled: Enrolled;
   loginTs: number;
+  /** The factors the session's sign-in verified (oidc-provider's amr). */
+  amr: string[] | undefined;
   /** The acr of the user's strongest enrolled factor. */
   strongest: string;
   /** Signed in within FRESH_PROOF_SECONDS (every factor of the sign-in), with the strongest factor. */
@@ -29,6 +31,12 @@ export const strongestAcr = (enrolled: Enrolled) => (enrolled.passkeys > 0 ? ACR
 
 export function createAccountSessions(deps: { provider: Provider; services: Services; clock: Clock; config: Config }) {
   const { provider, services, clock, config } = deps;
+  /** What the account's factors make of the session: its strongest factor, and whether it proved it lately. */
+  const judged = (account: Omit<AccountSession, 'strongest' | 'recent'>): AccountSession => {
+    const strongest = strongestAcr(account.enrolled);
+    const recent = epochSeconds(clock) - account.loginTs <= FRESH_PROOF_SECONDS && meets(factorsFromAmr(account.amr, account.loginTs), strongest);
+    return { ...account, strongest, recent };
+  };
   return {
     async current(ctx: Context): Promise<AccountSession | undefined> {
       const session = await provider.Session.get(provider.createContext(ctx.req, ctx.res) as never) as unknown as {
@@ -46,12 +54,15 @@ export function createAccountSessions(deps: { provider: Provider; services: Serv
       // counts from here too. Not by saving the copy read above: a logout or sign-out meanwhile would be
       // undone, an app signed in to meanwhile dropped (review findings).
       await services.sessionUsed(session.jti);
-      const enrolled = await services.enrolled(user.id);
-      const loginTs = session.loginTs ?? 0;
-      const strongest = strongestAcr(enrolled);
-      const recent = epochSeconds(clock) - loginTs <= FRESH_PROOF_SECONDS && meets(factorsFromAmr(session.amr, loginTs), strongest);
       const grantIds = Object.values(session.authorizations ?? {}).flatMap((a) => (a.grantId ? [a.grantId] : []));
-      return { user, enrolled, loginTs, strongest, recent, kept: { sessionUid: session.uid, grantIds } };
+      return judged({
+        user, enrolled: await services.enrolled(user.id), loginTs: session.loginTs ?? 0, amr: session.amr,
+        kept: { sessionUid: session.uid, grantIds },
+      });
+    },
+    /** The same session after a change to the account's factors: only the factors are read again. */
+    async refreshed(account: AccountSession): Promise<AccountSession> {
+      return judged({ ...account, enrolled: await services.enrolled(account.user.id) });
     },
   };
 }

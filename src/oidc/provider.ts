@@ -26,7 +26,6 @@ export function clientMetadata(config: Config): ClientMetadata[] {
   });
 }
 
-const clientName = (ctx: KoaContextWithOIDC) => ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId;
 const EXPIRED = /authorization request has expired|interaction session not found|session and cookie identifier mismatch|authentication session mismatch/;
 
 /** What an error page of the library's endpoints tells a person (renderError). */
@@ -38,7 +37,8 @@ export function friendlyError(error: string, description: string | undefined): s
 }
 
 /** The app a logout page names: none for the account pages, which are wrnexus-sso itself. */
-const appName = (ctx: KoaContextWithOIDC) => (ctx.oidc.client?.clientId === ACCOUNT_CLIENT_ID ? undefined : clientName(ctx));
+const appName = (ctx: KoaContextWithOIDC) => (ctx.oidc.client?.clientId === ACCOUNT_CLIENT_ID ? undefined
+  : ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId);
 
 /** Answers whether an existing session falls short of what a request demands (step-up). */
 export type StepUpCheck = (input: {

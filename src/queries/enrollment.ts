@@ -16,10 +16,6 @@ const COUNTS = `select
   (select count(*) from totp_factors where user_id = ? and confirmed_at is not null) as totp,
   (select count(*) from recovery_codes where user_id = ? and used_at is null) as recovery_codes`;
 
-/**
- * What a user has enrolled, counted in one statement: every sign-in step and page asks, so it is one
- * round trip instead of one per factor table.
- */
 /** A passkey by its credential id, or the authenticator app. */
 export type FactorToRemove = { passkeyId: string } | 'totp';
 export type Removal = 'removed' | 'not_found' | 'refused';
@@ -29,9 +25,13 @@ class Rollback {
   constructor(readonly result: Removal) {}
 }
 
+/**
+ * What a user has enrolled, counted in one statement: every sign-in step and page asks, so it is one
+ * round trip instead of one per factor table.
+ */
 export function createEnrollmentQueries(db: Knex | Knex.Transaction) {
   const run = statements(db);
-  const queries = {
+  return {
     async counts(userId: string): Promise<EnrollmentCounts> {
       const row = (await run.get<Record<string, number | string>>(COUNTS, [userId, userId, userId, userId]))!;
       return {
@@ -66,7 +66,6 @@ export function createEnrollmentQueries(db: Knex | Knex.Transaction) {
       }
     },
   };
-  return queries;
 }
 
 export type EnrollmentQueries = ReturnType<typeof createEnrollmentQueries>;
