@@ -60,6 +60,15 @@ describe.each(databaseKinds())('re-authentication on %s', (kind) => {
     return browser;
   }
 
+  /** A new user signed in with the password to the app that requires a second factor: at its enrollment step. */
+  async function atEnrollment(username: string): Promise<{ browser: Browser; enroll: Page }> {
+    await idp.users.add({ username, email: `${username}@example.com`, password: `${username}-password-1` });
+    const browser = new Browser(idp.issuer);
+    const enroll = await signIn(browser, (await startAuthorization(await relyingParty(idp.issuer, 'mfa-app'))).url, username, `${username}-password-1`);
+    expect(enroll.body).toContain('/decline');
+    return { browser, enroll };
+  }
+
   async function changePassword(browser: Browser, password: string) {
     const account = await browser.get('/account');
     const form = findForm(account.body, '/account/password');
@@ -140,11 +149,7 @@ describe.each(databaseKinds())('re-authentication on %s', (kind) => {
 
   it('TOTP setup opened at 9 min, confirmed at 11 min: the sign-in goes on (not an error page)', async () => {
     now = Date.now();
-    await idp.users.add({ username: 'nia', email: 'nia@example.com', password: 'nia-password-1' });
-    const browser = new Browser(idp.issuer);
-    const req = await startAuthorization(await relyingParty(idp.issuer, 'mfa-app'));
-    const enroll = await signIn(browser, req.url, 'nia', 'nia-password-1');
-    expect(enroll.body).toContain('/decline');
+    const { browser, enroll } = await atEnrollment('nia');
     now += 9 * 60_000;
     const setup = await browser.get(`${enroll.url.split('?')[0]}?method=totp`);
     const secret = totpSecretOf(setup);
@@ -157,10 +162,7 @@ describe.each(databaseKinds())('re-authentication on %s', (kind) => {
 
   it('passkey registration started at 9.5 min and finished at 10.5 min is accepted', async () => {
     now = Date.now();
-    await idp.users.add({ username: 'ola', email: 'ola@example.com', password: 'ola-password-1' });
-    const browser = new Browser(idp.issuer);
-    const req = await startAuthorization(await relyingParty(idp.issuer, 'mfa-app'));
-    await signIn(browser, req.url, 'ola', 'ola-password-1');
+    const { browser } = await atEnrollment('ola');
     now += 9.5 * 60_000;
     const options = await browser.api<PublicKeyCredentialCreationOptionsJSON>('POST', '/api/mfa/passkeys/start', {});
     expect(options.status).toBe(200);
@@ -171,11 +173,7 @@ describe.each(databaseKinds())('re-authentication on %s', (kind) => {
   });
 
   it('an enrollment page left open for 55 minutes asks for the password again before the setup', async () => {
-    await idp.users.add({ username: 'vic', email: 'vic@example.com', password: 'vic-password-1' });
-    const browser = new Browser(idp.issuer);
-    const req = await startAuthorization(await relyingParty(idp.issuer, 'mfa-app'));
-    const enroll = await signIn(browser, req.url, 'vic', 'vic-password-1');
-    expect(enroll.body).toContain('/decline');
+    const { browser, enroll } = await atEnrollment('vic');
     now += 55 * 60_000;
     const asked = await browser.get(`${enroll.url.split('?')[0]}?method=totp`);
     expect(asked.body).toContain('autocomplete="current-password"');
