@@ -33,12 +33,15 @@
       });
     });
   }
+  // On a sign-in's pages, the API calls name that sign-in: another tab may have begun another one.
+  var uid = (/^\/interaction\/([A-Za-z0-9_-]+)/.exec(window.location.pathname) || [])[1];
+  function api(path) { return uid ? path + '?interaction=' + encodeURIComponent(uid) : path; }
   function cancelled(err) { return err && (err.name === 'NotAllowedError' || err.name === 'AbortError'); }
 
   function authenticate(useAutofill) {
-    return getJson('/api/auth/mfa/challenge/webauthn')
+    return getJson(api('/api/auth/mfa/challenge/webauthn'))
       .then(function (options) { return wa.startAuthentication({ optionsJSON: options, useBrowserAutofill: useAutofill }); })
-      .then(function (response) { return postJson('/api/auth/mfa/verify/webauthn', response); })
+      .then(function (response) { return postJson(api('/api/auth/mfa/verify/webauthn'), response); })
       .then(function (result) { window.location.assign(result.redirectTo); });
   }
 
@@ -70,11 +73,11 @@
 
   function enroll() {
     var nameInput = $('passkey-name');
-    return postJson('/api/mfa/passkeys/start', {}).catch(stepMovedOn)
+    return postJson(api('/api/mfa/passkeys/start'), {}).catch(stepMovedOn)
       .then(function (options) { return wa.startRegistration({ optionsJSON: options }); })
       .then(function (response) {
         response.name = nameInput ? nameInput.value : undefined;
-        return postJson('/api/mfa/passkeys/finish', response).catch(stepMovedOn);
+        return postJson(api('/api/mfa/passkeys/finish'), response).catch(stepMovedOn);
       })
       .then(function (result) {
         if (result.recoveryCodes) showRecoveryCodes(result.recoveryCodes, result.redirectTo || '/account');

@@ -18,11 +18,27 @@ export interface Progress {
 
 const hash = (value: string) => createHash('sha256').update(value).digest('hex');
 
-/** The cookie value is `<interaction uid>.<random>`; only its hash is stored. */
+/** A sign-in's binding to the browser is `<interaction uid>.<random>`; only its hash is stored. */
 export const parseProgressCookie = (value: string | undefined): { uid: string; binding: string } | undefined => {
   const match = /^([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{43})$/.exec(value ?? '');
   return match ? { uid: match[1]!, binding: hash(value!) } : undefined;
 };
+
+/**
+ * The browser's cookie holds the bindings of its sign-ins in progress, newest first, `~`-separated: one
+ * per interaction, as oidc-provider keeps one interaction cookie per uid, so a sign-in begun in a second
+ * tab leaves the first one's progress alone (an audit finding: the second tab's binding replaced the
+ * first's, whose passkey then finished the second tab's authorization request). A few at most.
+ */
+export const MAX_SIGN_INS_PER_BROWSER = 4;
+const bindingsOf = (cookie: string | undefined) => (cookie ?? '').split('~').filter((b) => parseProgressCookie(b));
+/** The cookie with `binding` first, in place of any other binding of its interaction. */
+export function withBinding(cookie: string | undefined, binding: string): string {
+  const uid = binding.slice(0, binding.indexOf('.'));
+  return [binding, ...bindingsOf(cookie).filter((b) => !b.startsWith(`${uid}.`))].slice(0, MAX_SIGN_INS_PER_BROWSER).join('~');
+}
+/** The cookie without the binding of interaction `uid` (empty when it was the last). */
+export const withoutBinding = (cookie: string | undefined, uid: string): string => bindingsOf(cookie).filter((b) => !b.startsWith(`${uid}.`)).join('~');
 
 export function createSignInProgress(deps: { queries: SignInProgressQueries; clock: Clock; ttlSeconds: number }) {
   const { queries, clock, ttlSeconds } = deps;
@@ -35,7 +51,7 @@ export function createSignInProgress(deps: { queries: SignInProgressQueries; clo
   });
 
   return {
-    /** Starts tracking a sign-in for this interaction; returns the cookie value that binds it to the browser. */
+    /** Starts tracking a sign-in for this interaction; returns the binding to the browser (withBinding). */
     async begin(uid: string, seed: { userId?: string; factors?: VerifiedFactor[] } = {}): Promise<{ cookie: string; progress: Progress }> {
       const cookie = `${uid}.${randomBytes(32).toString('base64url')}`;
       await queries.upsert({
@@ -44,10 +60,11 @@ export function createSignInProgress(deps: { queries: SignInProgressQueries; clo
       });
       return { cookie, progress: { uid, userId: seed.userId, factors: seed.factors ?? [], notice: undefined } };
     },
-    /** The progress this browser's cookie proves, for this interaction. */
+    /** The progress this browser's cookie proves, for interaction `uid` (without one: the newest). */
     async get(cookieValue: string | undefined, uid?: string): Promise<Progress | undefined> {
-      const parsed = parseProgressCookie(cookieValue);
-      if (!parsed || (uid !== undefined && parsed.uid !== uid)) return undefined;
+      const bindings = bindingsOf(cookieValue);
+      const parsed = parseProgressCookie(uid === undefined ? bindings[0] : bindings.find((b) => b.startsWith(`${uid}.`)));
+      if (!parsed) return undefined;
       const row = await queries.find(parsed.uid, now());
       if (!row || row.binding !== parsed.binding) return undefined;
       return toProgress(row);
@@ -63,8 +80,8 @@ export function createSignInProgress(deps: { queries: SignInProgressQueries; clo
       return { ...progress, userId, factors };
     },
     /**
-     * Stores the progress (user, factors, notice) and binds it to a fresh cookie value, which it returns:
-     * the old value stops working, so a value planted before a factor is worthless (no fixation). One
+     * Stores the progress (user, factors, notice) and binds it to a fresh value, which it returns: the
+     * old value stops working, so a value planted before a factor is worthless (no fixation). One
      * statement.
      */
     async save(progress: Progress): Promise<string> {

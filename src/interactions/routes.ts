@@ -56,7 +56,7 @@ const FAILED = 'That did not work. Check the code and try again.';
 const TOTP_SETUP_NOT_EXPECTED = 'Setting up an authenticator app is not expected at this step.';
 
 export function createInteractionRoutes(deps: InteractionDeps): Router {
-  const { provider, csrf, cookies, services, states, clock } = deps;
+  const { provider, csrf, services, states, clock } = deps;
   const router = createRouter();
 
   const redirectTo = (ctx: Context, url: string) => {
@@ -95,7 +95,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
   async function finish(ctx: Context, state: SignInState) {
     const result = states.loginResult(state);
     await services.progress.finish(state.progress.uid);
-    cookies.clear(ctx, cookies.names.signIn);
+    states.release(ctx, state.progress.uid);
     await services.audit.record({
       type: 'sign_in', outcome: 'success', userId: state.user!.id, username: state.user!.username,
       ...requestFacts(ctx, state.interaction.params.client_id), detail: { acr: result.login.acr ?? '', amr: result.login.amr.join(' ') },

@@ -7,7 +7,7 @@ import type Provider from 'oidc-provider';
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { acrFor, amrFor } from '../auth/assurance.js';
-import type { Progress } from '../auth/sign-in-progress.js';
+import { withBinding, withoutBinding, type Progress } from '../auth/sign-in-progress.js';
 import {
   acrRequest, demandedAcr, factorsFromAmr, nextStep, type Enrolled, type MfaPolicy, type Step,
 } from '../auth/sign-in-policy.js';
@@ -39,6 +39,16 @@ const FULL_SIGN_IN = ['no_session', 'login_prompt', 'max_age', 'id_token_hint', 
 
 export function createSignInStates(deps: { provider: Provider; services: Services; cookies: CookieJar; clock: Clock; interactionTtl: number }) {
   const { provider, services, cookies, clock } = deps;
+
+  /** The browser's bindings as this request last set them (or as it sent them). */
+  const cookieOf = (ctx: Context): string | undefined => (ctx.state.signInCookie as string | undefined) ?? ctx.cookies.get(cookies.names.signIn);
+  const setCookie = (ctx: Context, value: string) => {
+    ctx.state.signInCookie = value;
+    if (value) cookies.set(ctx, cookies.names.signIn, value, deps.interactionTtl * 1000);
+    else cookies.clear(ctx, cookies.names.signIn);
+  };
+  /** Puts a sign-in's binding into the browser's cookie, beside those of its other sign-ins. */
+  const bind = (ctx: Context, binding: string) => setCookie(ctx, withBinding(cookieOf(ctx), binding));
 
   /** Step-up: an existing session's factors count, so only what is missing is asked for. */
   async function seedFromSession(interaction: Interaction): Promise<{ userId?: string; factors?: Progress['factors'] }> {
@@ -73,29 +83,47 @@ export function createSignInStates(deps: { provider: Provider; services: Service
   return {
     /** For the pages: the browser's progress on this interaction, started (and bound by cookie) if new. */
     async forPage(ctx: Context, interaction: Interaction, freshFor?: number): Promise<SignInState> {
-      let progress = await services.progress.get(ctx.cookies.get(cookies.names.signIn), interaction.uid);
+      let progress = await services.progress.get(cookieOf(ctx), interaction.uid);
       if (!progress) {
         const begun = await services.progress.begin(interaction.uid, await seedFromSession(interaction));
-        cookies.set(ctx, cookies.names.signIn, begun.cookie, deps.interactionTtl * 1000);
+        bind(ctx, begun.cookie);
         progress = begun.progress;
       }
       return evaluate(interaction, progress, undefined, freshFor);
     },
 
-    /** For the JSON API, which has no interaction cookie: the progress named by our own cookie. */
+    /**
+     * For the JSON API, which has no interaction cookie: the progress our own cookie binds for the
+     * interaction the page names (`?interaction=<uid>`; our pages always do), else the newest one.
+     */
     async forApi(ctx: Context, freshFor?: number): Promise<SignInState | undefined> {
-      const progress = await services.progress.get(ctx.cookies.get(cookies.names.signIn));
+      const named = ctx.query.interaction;
+      if (named !== undefined && (typeof named !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(named))) return undefined;
+      const progress = await services.progress.get(cookieOf(ctx), named);
       if (!progress) return undefined;
       const interaction = await provider.Interaction.find(progress.uid);
       if (!interaction) return undefined;
+      // The check oidc-provider's interactionDetails makes for the pages: a sign-in begun from a session
+      // lives only as long as that session, with its account (an audit finding: after "sign out", the
+      // browser could still add a passkey to the signed-out account through an open enrollment step).
+      const from = interaction.session as { uid?: string; accountId?: string } | undefined;
+      if (from?.uid) {
+        const session = await provider.Session.findByUid(from.uid);
+        if (!session || session.accountId !== from.accountId) return undefined;
+      }
       return evaluate(interaction as unknown as Interaction, progress, undefined, freshFor);
     },
 
     evaluate,
 
-    /** Stores the progress under a new sign-in cookie: the old value stops working (no fixation). */
+    /** Stores the progress under a new binding: the old value stops working (no fixation). */
     async save(ctx: Context, progress: Progress): Promise<void> {
-      cookies.set(ctx, cookies.names.signIn, await services.progress.save(progress), deps.interactionTtl * 1000);
+      bind(ctx, await services.progress.save(progress));
+    },
+
+    /** A finished sign-in's binding leaves the cookie; the browser's other sign-ins keep theirs. */
+    release(ctx: Context, uid: string): void {
+      setCookie(ctx, withoutBinding(cookieOf(ctx), uid));
     },
 
     /**

@@ -4,6 +4,7 @@
  *   POST /api/auth/mfa/verify/webauthn     → { redirectTo }
  *   POST /api/mfa/passkeys/start           → PublicKeyCredentialCreationOptionsJSON
  *   POST /api/mfa/passkeys/finish          → { id, name, redirectTo?, recoveryCodes? }
+ * During a sign-in, `?interaction=<uid>` names the sign-in (a browser may have several, in tabs).
  * POSTs need Content-Type: application/json and our Origin. Errors are { error, error_description }.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -35,8 +36,11 @@ export interface WebAuthnApiDeps {
   log: Logger;
 }
 
-/** A challenge's database key: per browser (cookie) and per ceremony. */
-const challengeId = (cookie: string, purpose: string) => createHash('sha256').update(`${purpose}:${cookie}`).digest('hex');
+/**
+ * A challenge's database key: per browser (cookie), per ceremony and per sign-in (`uid`: the sign-ins of
+ * two tabs each have their own challenge; on /account there is none).
+ */
+const challengeId = (cookie: string, purpose: string, uid = '') => createHash('sha256').update(`${purpose}:${uid}:${cookie}`).digest('hex');
 
 export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
   const { issuer, services, states, accounts, cookies, clock, log } = deps;
@@ -86,7 +90,7 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
     const signIn = await states.forApi(ctx);
     const cookie = challengeCookie(ctx);
     ctx.body = await services.passkeys.authenticationOptions(
-      challengeId(cookie, 'authentication'), signIn?.user, signIn?.progress.uid,
+      challengeId(cookie, 'authentication', signIn?.progress.uid), signIn?.user, signIn?.progress.uid,
     );
   });
 
@@ -102,7 +106,7 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
     const attempt = await services.throttle.begin('passkey', signIn.user?.id ?? `anonymous:${facts.ip}`, facts.ip);
     let verified;
     try {
-      verified = await services.passkeys.verifyAuthentication(challengeId(cookie, 'authentication'), body);
+      verified = await services.passkeys.verifyAuthentication(challengeId(cookie, 'authentication', signIn.progress.uid), body);
     } catch (err) {
       const locked = await attempt.failed();
       await services.audit.record({ type: 'sign_in', outcome: 'failure', userId: signIn.user?.id, ...facts, detail: { factor: 'passkey' } });
@@ -134,7 +138,7 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
     await readJson(ctx);
     const { user, signIn } = await enrollingUser(ctx);
     const cookie = challengeCookie(ctx);
-    ctx.body = await services.passkeys.registrationOptions(challengeId(cookie, 'registration'), user, signIn?.progress.uid);
+    ctx.body = await services.passkeys.registrationOptions(challengeId(cookie, 'registration', signIn?.progress.uid), user, signIn?.progress.uid);
   });
 
   router.post('/api/mfa/passkeys/finish', async (ctx) => {
@@ -142,7 +146,7 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
     const { user, signIn } = await enrollingUser(ctx, ENROLL_FINISH_SECONDS);
     const cookie = existingChallengeCookie(ctx);
     const row = await services.passkeys.verifyRegistration(
-      challengeId(cookie, 'registration'), user.id, body, typeof body.name === 'string' ? body.name : undefined,
+      challengeId(cookie, 'registration', signIn?.progress.uid), user.id, body, typeof body.name === 'string' ? body.name : undefined,
     );
     cookies.clear(ctx, cookies.names.webauthn);
     await services.audit.record({

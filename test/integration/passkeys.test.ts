@@ -121,6 +121,38 @@ describe.each(databaseKinds())('passkeys on %s', (kind) => {
 
   // Found by an audit: such an assertion was verified (its counter recorded, the passkey marked used) and
   // an attempt reserved against the address that was never given back, then refused anyway.
+  it('keeps two sign-ins of one browser (two tabs) apart: the passkey answers the one its page names', async () => {
+    await idp.users.add({ username: 'tabs', email: 'tabs@example.com', password: 'tabs-password-1' });
+    const { authenticator } = await enrollDuringSignIn('tabs', 'tabs-password-1');
+    const browser = new Browser(idp.issuer);
+    // Tab A reaches the passkey step of one app; then tab B opens another app's sign-in page.
+    const authA = await startAuthorization(await relyingParty(idp.issuer, 'first-party'));
+    const pageA = await signIn(browser, authA.url, 'tabs', 'tabs-password-1');
+    expect(pageA.body).toContain('Use your passkey');
+    const uidA = /\/interaction\/([^/?]+)/.exec(pageA.url)![1]!;
+    const authB = await startAuthorization(await relyingParty(idp.issuer, 'strict-app'));
+    const loginB = await browser.get(authB.url);
+    expect(loginB.body).toContain('autocomplete="current-password"');
+    expect(loginB.url).not.toContain(uidA);
+
+    // Tab A's passkey, named by its page, finishes tab A's request (it used to finish tab B's).
+    const options = await browser.api<PublicKeyCredentialRequestOptionsJSON>('GET', `/api/auth/mfa/challenge/webauthn?interaction=${uidA}`);
+    expect(options.body.allowCredentials).toHaveLength(1);
+    const verified = await browser.api<{ redirectTo: string }>('POST', `/api/auth/mfa/verify/webauthn?interaction=${uidA}`, authenticator.get(options.body));
+    expect(verified.status).toBe(200);
+    expect(verified.body.redirectTo).toBe(`${idp.issuer}/interaction/${uidA}`);
+    const tokens = await authA.redeem(await browser.get(verified.body.redirectTo));
+    expect(tokens.claims()).toMatchObject({ aud: 'first-party', amr: expect.arrayContaining(['pwd', 'hwk']) });
+
+    // Tab B's sign-in is still its own: its password step leads to its passkey step.
+    const stepB = await browser.submit(loginB, '/login', { login: 'tabs', password: 'tabs-password-1' });
+    expect(stepB.url).not.toContain(uidA);
+    expect(stepB.body).toContain('Use your passkey');
+    // A page naming a sign-in this browser does not have gets no sign-in's challenge.
+    const unknown = await browser.api('POST', '/api/auth/mfa/verify/webauthn?interaction=nope', authenticator.get(options.body));
+    expect(unknown.status).toBe(400);
+  });
+
   it('refuses an assertion from a browser with no sign-in in progress before verifying or counting it', async () => {
     await idp.users.add({ username: 'stray', email: 'stray@example.com', password: 'stray-password-1' });
     const { authenticator } = await enrollDuringSignIn('stray', 'stray-password-1');

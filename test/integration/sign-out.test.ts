@@ -267,6 +267,26 @@ describe.each(databaseKinds())('signing out everywhere on %s', (kind) => {
     expect((await browser.get('/account')).body).toContain('autocomplete="current-password"');
   });
 
+  // Found by an audit of the protocol: the passkey API read the sign-in without the check the pages get
+  // from oidc-provider (the session it began from must still be there), so after "sign out" whoever used
+  // the browser next could add their own passkey to the account through an enrollment step left open.
+  it('lets no one add a passkey through a step-up left open when the user signed out', async () => {
+    await add('openstep');
+    const browser = new Browser(idp.issuer);
+    callbackOf(await signIn(browser, firstParty(), 'openstep', 'openstep-password-1'));
+    const stepUp = await browser.get(firstParty({ acr_values: 'phr' }));
+    expect(stepUp.body).toContain('Add a passkey');
+    const uid = /\/interaction\/([^/?]+)/.exec(stepUp.url)![1]!;
+    expect((await browser.api('POST', `/api/mfa/passkeys/start?interaction=${uid}`, {})).status).toBe(200);
+    const logout = await browser.get('/session/end?client_id=first-party');
+    expect((await browser.submit(logout, '/session/end/confirm', { logout: 'yes' })).body).toContain('You are signed out');
+    for (const path of [`/api/mfa/passkeys/start?interaction=${uid}`, '/api/mfa/passkeys/start']) {
+      const refused = await browser.api<{ error: string }>('POST', path, {});
+      expect([refused.status, refused.body.error]).toEqual([401, 'login_required']);
+    }
+    expect((await idp.app.services.enrolled((await idp.users.find('openstep')).id)).passkeys).toBe(0);
+  });
+
   it('answers prompt=none with login_required once a session has been idle too long to use (OIDC Core §3.1.2.6)', async () => {
     const code = await withAuthenticatorApp('sleeper');
     const browser = new Browser(idp.issuer);
