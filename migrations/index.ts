@@ -6,6 +6,7 @@ import * as partialPayloadIndexes from './20261125030000_partial_payload_indexes
 import * as payloadAccount from './20261125040000_payload_account.js';
 import * as credentialIdLength from './20261130000000_credential_id_length.js';
 import * as payloadAccountIndex from './20261202000000_payload_account_index.js';
+import * as normalisedEmails from './20261202010000_normalised_emails.js';
 
 export interface Migration {
   up(db: Knex): Promise<void>;
@@ -21,4 +22,5 @@ export const migrations: Record<string, Migration> = {
   '20261125040000_payload_account': payloadAccount,
   '20261130000000_credential_id_length': credentialIdLength,
   '20261202000000_payload_account_index': payloadAccountIndex,
+  '20261202010000_normalised_emails': normalisedEmails,
 };

@@ -8,11 +8,35 @@ import { hashPassword, type PasswordPolicy, type PasswordVerifier } from './pass
 import type { SignOut } from './sign-out.js';
 
 const USERNAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
-// Deliberately loose (RFC 5322 is not a regex); the mailbox owner is the real check.
+// Deliberately loose (RFC 5322 is not a regex); the mailbox owner is the real check. A local part of at
+// most 64 octets (RFC 5321 §4.5.3.1.1), nothing invisible: no controls, format characters (zero-width
+// space, soft hyphen, bidi controls), unassigned or private-use code points, no separators, which would let
+// two addresses look the same.
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const INVISIBLE = /[\p{C}\p{Z}\p{Default_Ignorable_Code_Point}]/u;
+const utf8Length = (text: string) => Buffer.byteLength(text, 'utf8');
+const isEmail = (email: string) => EMAIL.test(email) && !INVISIBLE.test(email) && email.length <= 254
+  && utf8Length(email.slice(0, email.lastIndexOf('@'))) <= 64;
+// A display name: at most 200 characters (the column's), one line, no controls or bidi overrides.
+const NAME_UNSAFE = /[\p{Cc}\p{Co}\p{Cn}\p{Zl}\p{Zp}\u202a-\u202e\u2066-\u2069]/u;
 
-export const normaliseUsername = (value: string) => value.trim().toLowerCase();
-export const normaliseEmail = (value: string) => value.trim().toLowerCase();
+/**
+ * One form for each identifier, so that two users cannot have names that compare differently but look the
+ * same, and a user signs in whichever way the keyboard composed the name. Usernames: compatibility forms
+ * folded (NFKC: fullwidth letters, the Kelvin sign), then lower case, as RFC 8265's UsernameCaseMapped
+ * profile does; what is left must be ASCII (USERNAME). E-mail addresses: the local part composed (NFC, as
+ * RFC 6532 §3.1 asks of internationalised addresses), the domain folded (NFKC) as IDNA's mapping does
+ * (UTS #46), both lower case.
+ */
+export const normaliseUsername = (value: string) => value.normalize('NFKC').trim().toLowerCase();
+export function normaliseEmail(value: string): string {
+  const trimmed = value.trim();
+  const at = trimmed.lastIndexOf('@');
+  const [local, domain] = at < 0 ? [trimmed, ''] : [trimmed.slice(0, at), trimmed.slice(at)];
+  return local.normalize('NFC').toLowerCase().normalize('NFC') + domain.normalize('NFKC').toLowerCase().normalize('NFKC');
+}
+/** A login as typed: an e-mail address if it has an @, else a username. */
+export const normaliseLogin = (login: string) => (login.includes('@') ? normaliseEmail(login) : normaliseUsername(login));
 
 export interface NewUser {
   username: string;
@@ -36,7 +60,10 @@ export function createUserService(deps: { users: UserQueries; policy: PasswordPo
       const email = normaliseEmail(input.email);
       assertThat(USERNAME.test(username), new AppError('invalid_username',
         'username must be 1-64 characters: letters, digits, ".", "_" or "-", starting with a letter or digit'));
-      assertThat(EMAIL.test(email) && email.length <= 254, new AppError('invalid_email', `not an e-mail address: ${email}`));
+      assertThat(isEmail(email), new AppError('invalid_email', `not an e-mail address: ${JSON.stringify(email)}`));
+      const name = input.name?.trim() || null;
+      assertThat(name === null || ([...name].length <= 200 && !NAME_UNSAFE.test(name)),
+        new AppError('invalid_name', 'the name must be one line of at most 200 characters, without control characters'));
       const taken = await users.existing(username, email);
       assertThat(!taken.username, new AppError('duplicate_username', `a user named ${username} already exists`, { status: 409 }));
       assertThat(!taken.email, new AppError('duplicate_email', `a user with e-mail ${email} already exists`, { status: 409 }));
@@ -45,19 +72,15 @@ export function createUserService(deps: { users: UserQueries; policy: PasswordPo
         id: randomUUID(),
         username,
         email,
-        name: input.name?.trim() || null,
+        name,
         email_verified: false,
         password_hash: await hashPassword(input.password, policy),
         disabled: false,
         created_at: now,
         updated_at: now,
       };
-      try {
-        await users.insert(user);
-      } catch (err) {
-        // A concurrent add won the race between the check and the insert.
-        throw new AppError('duplicate_user', `a user named ${username} or with e-mail ${email} already exists`, { status: 409, cause: err });
-      }
+      // False: a concurrent add won the race between the check and the insert.
+      assertThat(await users.insert(user), new AppError('duplicate_user', `a user named ${username} or with e-mail ${email} already exists`, { status: 409 }));
       return user;
     },
     list: () => users.list(),
@@ -97,7 +120,7 @@ export type UserService = ReturnType<typeof createUserService>;
  * `subject` names the throttle bucket: the login as typed (normalised), known or not.
  */
 export async function findLoginUser(users: UserQueries, login: string): Promise<{ user: UserRow | undefined; subject: string }> {
-  const normalised = login.trim().toLowerCase();
+  const normalised = normaliseLogin(login);
   const user = normalised ? await users.findByLogin(normalised) : undefined;
   // The password's throttle counts per login as typed, known or not: keyed by the user, a lock reached
   // through the username also answered for the e-mail address, telling anyone which address is whose

@@ -57,8 +57,17 @@ export function createUserQueries(db: Knex | Knex.Transaction) {
   const users = () => db('users');
   const run = statements(db);
   return {
-    async insert(user: UserRow): Promise<void> {
-      await users().insert(user);
+    /** False when the username or e-mail address is taken (a unique violation); other errors throw. */
+    async insert(user: UserRow): Promise<boolean> {
+      try {
+        await users().insert(user);
+        return true;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        // PostgreSQL's unique_violation; better-sqlite3's extended result code.
+        if (code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE') return false;
+        throw err;
+      }
     },
     async findById(id: string): Promise<UserRow | undefined> {
       return toUser(await run.get<Raw>(BY_ID, [id]));

@@ -332,7 +332,7 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
           row('RefreshToken', 'other-token', { accountId: 'someone-else', grantId: 'g2' }),
           row('ClientCredentials', 'service-token', { clientId: 'service', note: '"accountId":"someone"' }),
         ]);
-        expect(await migrate(db)).toEqual(['20261202000000_payload_account_index']);
+        expect(await migrate(db)).toEqual(Object.keys(migrations).sort().filter((name) => name >= '20261202000000_payload_account_index'));
         expect(await createOidcPayloadQueries(db).deleteForAccount('someone')).toBe(3);
         expect((await db('oidc_payloads').select('id').orderBy('id')).map((r: { id: string }) => r.id)).toEqual(['anonymous-session', 'other-token', 'service-token']);
       } finally {
