@@ -130,6 +130,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
       })),
       totp: account.enrolled.totp,
       recoveryCodes: account.enrolled.recoveryCodes,
+      recoverySet: await services.recovery.currentSet(account.user.id),
       hasFactor: hasAnyFactor(account.enrolled),
       rpId: new URL(config.issuer).hostname,
       logoutUrl: `/session/end?client_id=${ACCOUNT_CLIENT_ID}`,
@@ -268,7 +269,13 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     if (!ok) return;
     const { account } = ok;
     assertThat(hasAnyFactor(account.enrolled), new AppError('invalid_request', 'Recovery codes come with a passkey or an authenticator app: add one first.'));
-    const codes = await services.recovery.regenerate(account.user.id);
+    const replacing = /^\d{1,15}$/.test(ok.form.replaces ?? '') ? Number(ok.form.replaces) : -1;
+    const codes = await services.recovery.regenerate(account.user.id, replacing);
+    if (!codes) {
+      return renderAccount(ctx, account, {
+        error: 'New recovery codes were already created from this page (it was sent again) or from another window: the codes shown then are the ones that work. If you did not save them, create new ones now.',
+      }, 409);
+    }
     await audit(ctx, account, { type: 'recovery_codes_regenerated' });
     return renderPage(ctx, 'recovery-codes', {
       title: 'Save your recovery codes', csrf: csrf.token(ctx), continueUrl: '/account', ...recoveryCodesView(account.user.username, codes),

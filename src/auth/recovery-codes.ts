@@ -34,12 +34,17 @@ export function createRecoveryCodeService(deps: { codes: RecoveryCodeQueries; ha
   const { codes, hash, clock } = deps;
   const hashOf = (userId: string, code: string) => hash(`recovery:${userId}:${code}`);
   return {
-    /** Replaces every code of the user with ten new ones, returned once in clear. */
-    async regenerate(userId: string): Promise<string[]> {
+    /**
+     * Replaces every code of the user with ten new ones, returned once in clear. With `replacing` (the
+     * set the user was shown, see currentSet), only if that set is still theirs: a form sent again (a
+     * reload, the back button, a second tab) must not silently replace the codes just shown and saved.
+     */
+    async regenerate(userId: string, replacing?: number): Promise<string[] | undefined> {
       const list = tenCodes();
-      await codes.replaceAll(userId, list.map((c) => hashOf(userId, c)), epochSeconds(clock));
-      return list;
+      return (await codes.replaceAll(userId, list.map((c) => hashOf(userId, c)), epochSeconds(clock), replacing)) ? list : undefined;
     },
+    /** Names the user's current set of codes (0: none), for regenerate. */
+    currentSet: (userId: string) => codes.latestSet(userId),
     /**
      * The codes that come with a user's first factor: ten new ones if the user has none yet, returned once
      * in clear; undefined if they have codes already (another factor, or a first one enrolled at the same

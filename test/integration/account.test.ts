@@ -85,6 +85,17 @@ describe.each(databaseKinds())('account page on %s', (kind) => {
     const regenerated = recoveryCodesOf(fresh);
     expect(regenerated).toHaveLength(10);
     expect(regenerated.filter((c) => codes.includes(c))).toHaveLength(0);
+    // The same form sent again (a reload of the codes page, the back button, a second tab) replaces
+    // nothing: the codes just shown, and saved, stay the ones that work (an audit finding).
+    const resent = await browser.submit(back, '/account/recovery-codes', {});
+    expect(resent.status).toBe(409);
+    expect(resent.body).toContain('already created');
+    expect(recoveryCodesOf(resent)).toHaveLength(0);
+    const user = await idp.users.find('yara');
+    expect(await idp.app.services.recovery.use(user.id, regenerated[0]!)).toBe(true);
+    // The page it answers with offers a fresh form, which does replace them.
+    expect(recoveryCodesOf(await browser.submit(resent, '/account/recovery-codes', {}))).toHaveLength(10);
+    expect(await idp.app.services.recovery.use(user.id, regenerated[1]!)).toBe(false);
   });
 
   it('refuses to remove the last factor while an app requires one, and says which app', async () => {

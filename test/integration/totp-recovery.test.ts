@@ -135,7 +135,7 @@ describe.each(databaseKinds())('TOTP and recovery codes on %s', (kind) => {
     expect(results.filter((r) => r.status === 401)).toHaveLength(9);
 
     const user = await idp.users.find('uma');
-    const fresh = await idp.app.services.recovery.regenerate(user.id);
+    const fresh = (await idp.app.services.recovery.regenerate(user.id))!;
     expect(await idp.app.services.recovery.remaining(user.id)).toBe(10);
     const old = await pending('recovery_code');
     expect((await submitRecovery(old, codes[2]!)).status).toBe(401);
