@@ -37,9 +37,20 @@ export function securityHeaders(https: boolean) {
     ctx.set('Referrer-Policy', 'no-referrer');
     ctx.set('X-Frame-Options', 'DENY');
     if (https) ctx.set('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
+    if (PROVIDER_PAGES.test(ctx.path)) ctx.set('Content-Security-Policy', PROVIDER_PAGE_CSP);
     return next();
   };
 }
+
+/**
+ * The endpoints where oidc-provider writes HTML pages of its own (the authorization response posted to
+ * the app, OAuth 2.0 Form Post Response Mode; the page that ends another user's session before a sign-in,
+ * and the logout's and device flow's) get a policy too: the library adds its inline script's hash to
+ * script-src (helpers/script_src_sha.js), so only that script runs. Our pages on these paths replace it
+ * with theirs (setPageHeaders). Not on every response: JSON needs none, and each header costs.
+ */
+const PROVIDER_PAGES = /^\/(auth|session|device)(\/|$)/i;
+const PROVIDER_PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'";
 
 export function setPageHeaders(ctx: Context, nonce: string): void {
   ctx.set('Content-Security-Policy', pageCsp(nonce));

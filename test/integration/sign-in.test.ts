@@ -4,7 +4,7 @@ import { Browser, findForm, visibleText, type Page } from '../helpers/browser.js
 import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { REDIRECT_URI, startIdp, TEST_SECRET, type TestIdp } from '../helpers/idp.js';
 import { authorizeUrl, callbackOf, pkce, relyingParty, signIn, startAuthorization } from '../helpers/flows.js';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 
 describe.each(databaseKinds())('sign-in pages on %s', (kind) => {
@@ -137,6 +137,23 @@ describe.each(databaseKinds())('sign-in pages on %s', (kind) => {
       }));
       expect(statuses).toEqual(Array.from({ length: 10 }, () => 303));
     }
+  });
+
+  // Found by an audit of the headers: oidc-provider's own pages (here the authorization response posted to
+  // the app) had no Content-Security-Policy.
+  it('gives the library’s form_post page a policy that lets only its own inline script run', async () => {
+    const browser = new Browser(idp.issuer);
+    const url = authorizeUrl(idp.issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256', response_mode: 'form_post' });
+    const page = await signIn(browser, url, 'bob', 'bob-password-1');
+    expect(page.status).toBe(200);
+    expect(page.body).toContain(`action="${REDIRECT_URI}"`);
+    expect(page.body).toMatch(/name="code" value="[^"]+"/);
+    const csp = page.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(csp).toContain("default-src 'none'");
+    const script = /<script>([\s\S]*?)<\/script>/.exec(page.body)![1]!;
+    const scriptSrc = /script-src ([^;]+)/.exec(csp)![1]!.split(' ');
+    expect(scriptSrc).toEqual(["'self'", `'sha256-${createHash('sha256').update(script).digest('base64')}'`]);
   });
 
   it('redeems an authorization code once only', async () => {
