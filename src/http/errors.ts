@@ -31,6 +31,26 @@ function backFrom(path: string): { href: string; text: string } | undefined {
   return undefined;
 }
 
+/**
+ * oidc-provider's authorization and end-session endpoints, which take GET only. OIDC Core §3.1.2.1 and
+ * RP-Initiated Logout §2 also want POST, which the library offers only with its session cookie on
+ * SameSite=None (enableHttpPostMethods): a cross-site POST carries no SameSite=Lax cookie, so the user
+ * would look signed out. We keep Lax, a defence against cross-site requests for every page, and GET.
+ */
+const GET_ONLY = new Set(['/auth', '/session/end']);
+
+/** A 4xx no route gave a body to: our page for a browser, JSON for a client that asks for it. */
+function answer(ctx: Context, status: number, error: string, description: string): void {
+  if (ctx.accepts('html', 'json') === 'json') {
+    ctx.status = status;
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = { error, error_description: description };
+    return;
+  }
+  const heading = status === 404 ? 'Page not found' : 'This request is not supported';
+  renderPage(ctx, 'error', { title: heading, heading, description }, status);
+}
+
 export function errorHandler(log: Logger) {
   // Not async: see securityHeaders (views.ts).
   return function handleErrors(ctx: Context, next: Next) {
@@ -38,10 +58,14 @@ export function errorHandler(log: Logger) {
       // The JSON API answers in JSON also where no route answers: a path it does not have (404) or a
       // method its path does not take (405, Allow set by the router), which Koa would answer in plain text.
       // A page no route has, asked for by a browser: our page, not Koa's plain "Not Found".
-      if (ctx.body == null && ctx.status === 404 && (ctx.method === 'GET' || ctx.method === 'HEAD') && !ctx.path.startsWith('/api/')
-        && ctx.accepts('html', 'json') === 'html') {
-        renderPage(ctx, 'error', { title: 'Page not found', heading: 'Page not found', description: 'There is no page at this address.' }, 404);
-        return;
+      if (ctx.body == null && ctx.status === 404 && !ctx.path.startsWith('/api/')) {
+        const read = ctx.method === 'GET' || ctx.method === 'HEAD';
+        // The authorization and logout endpoints take GET only (see GET_ONLY): say so, with Allow.
+        if (!read && GET_ONLY.has(ctx.path.toLowerCase())) {
+          ctx.set('Allow', 'GET, HEAD');
+          return answer(ctx, 405, 'method_not_allowed', 'This endpoint takes GET requests only: send its parameters in the query string.');
+        }
+        return answer(ctx, 404, 'not_found', read ? 'There is no page at this address.' : `Nothing here takes ${ctx.method} requests.`);
       }
       if (ctx.body == null && (ctx.status === 404 || ctx.status === 405) && ctx.path.startsWith('/api/')) {
         const status = ctx.status;

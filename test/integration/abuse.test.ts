@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { generateSync } from 'otplib';
 import * as oidc from 'openid-client';
-import { Browser, findForm, rawGet, type Page } from '../helpers/browser.js';
+import { Browser, findForm, rawGet, visibleText, type Page } from '../helpers/browser.js';
 import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { REDIRECT_URI, startIdp, TEST_SECRET, type TestIdp } from '../helpers/idp.js';
 import { authorizeUrl, callbackOf, pkce, relyingParty, signIn, startAuthorization } from '../helpers/flows.js';
@@ -534,6 +534,26 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     expect(wrongMethod.status).toBe(405);
     expect(wrongMethod.headers.get('allow')).toBe('POST');
     expect(JSON.parse(wrongMethod.body)).toMatchObject({ error: 'method_not_allowed' });
+  });
+
+  // Found by an audit of the protocol: a POST to the authorization or logout endpoint, or a method the
+  // library's endpoints do not take, got Koa's plain-text "Not Found".
+  it('answers a POST to the GET-only authorization and logout endpoints with 405 and Allow, and other methods with our 404', async () => {
+    const browser = new Browser(idp.issuer);
+    for (const path of ['/auth', '/session/end']) {
+      const json = await browser.request(path, { form: { client_id: 'first-party' }, headers: { accept: 'application/json' } });
+      expect([path, json.status, json.headers.get('allow')]).toEqual([path, 405, 'GET, HEAD']);
+      expect(JSON.parse(json.body)).toMatchObject({ error: 'method_not_allowed', error_description: expect.stringContaining('GET') });
+      const page = await browser.request(path, { form: { client_id: 'first-party' }, headers: { accept: 'text/html' } });
+      expect([path, page.status]).toEqual([path, 405]);
+      expect(visibleText(page)).toContain('This endpoint takes GET requests only');
+    }
+    const jwks = await browser.request('/jwks', { form: {}, headers: { accept: 'application/json' } });
+    expect([jwks.status, JSON.parse(jwks.body).error]).toEqual([404, 'not_found']);
+    const me = await browser.request('/me', { method: 'DELETE', headers: { accept: 'text/html' } });
+    expect(me.status).toBe(404);
+    expect(me.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(visibleText(me)).toContain('Nothing here takes DELETE requests.');
   });
 
   it('answers an invalid Host with the issuer’s URLs instead of failing (RFC 9112 §3.2)', async () => {
