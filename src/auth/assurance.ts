@@ -40,6 +40,8 @@ export function amrFor(factors: readonly VerifiedFactor[]): string[] {
     if (factor.method === 'recovery_code') amr.add('recovery_code');
     if (factor.method === 'passkey') {
       amr.add(factor.backupEligible ? 'swk' : 'hwk');
+      // RFC 8176 §2 `user`: a test of the user's presence, which user verification includes (the
+      // authenticator checked a biometric or PIN: WebAuthn L3 §6.1, flags UP and UV both set).
       if (factor.userVerified) amr.add('user');
     }
   }

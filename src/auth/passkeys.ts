@@ -159,7 +159,12 @@ export function createPasskeyService(deps: {
       };
     },
 
-    async registrationOptions(binding: string, user: UserRow, interactionUid?: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    /**
+     * `securityKey`: the sign-in needs a passkey that is not synced (phrh), so the browser is told to
+     * offer a security key first (WebAuthn L3 §5.4 hints). A hint, not an attachment: a platform
+     * authenticator that keeps its key on the device counts too.
+     */
+    async registrationOptions(binding: string, user: UserRow, interactionUid?: string, opts: { securityKey?: boolean } = {}): Promise<PublicKeyCredentialCreationOptionsJSON> {
       const existing = await passkeys.listForUser(user.id);
       const options = await generateRegistrationOptions({
         rpName: deps.rpName,
@@ -172,6 +177,7 @@ export function createPasskeyService(deps: {
         authenticatorSelection: { residentKey: 'preferred', userVerification: 'required' },
         timeout: CHALLENGE_TTL_SECONDS * 1000,
       });
+      if (opts.securityKey) options.hints = ['security-key'];
       await challenges.insert({
         id: binding, purpose: 'registration', challenge: options.challenge, user_id: user.id,
         interaction_uid: interactionUid ?? null, expires_at: epochSeconds(clock) + CHALLENGE_TTL_SECONDS,

@@ -24,7 +24,7 @@ import type { Logger } from '../log.js';
 import type { Services } from '../services.js';
 import type { UserRow } from '../queries/users.js';
 import type { Interaction, SignInState, SignInStates } from './sign-in-state.js';
-import type { VerifiedFactor } from '../auth/assurance.js';
+import { ACR, type VerifiedFactor } from '../auth/assurance.js';
 import { PROTOCOL } from '../oidc/provider.js';
 
 export interface InteractionDeps {
@@ -187,6 +187,10 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
           username: state.user!.username,
           totpAllowed: step.methods.includes('totp'),
           passkeyOnly: !step.methods.includes('totp'),
+          // phrh: only a passkey that is not synced counts. A user whose passkeys are all synced, told
+          // only "add a passkey", added another synced one and met this page again (an audit finding).
+          deviceBound: state.demand === ACR.phrh,
+          hasSynced: state.enrolled.passkeys > state.enrolled.deviceBoundPasskeys,
           error: opts.error,
         }, status);
       }

@@ -16,6 +16,7 @@ import { epochSeconds } from '../clock.js';
 import { AppError, assertThat } from '../errors.js';
 import { createRouter } from '../http/router.js';
 import { CHALLENGE_TTL_SECONDS } from '../auth/passkeys.js';
+import { ACR } from '../auth/assurance.js';
 import { ENROLL_FINISH_SECONDS } from '../auth/sign-in-policy.js';
 import { readJson } from '../http/body.js';
 import { requestFacts } from '../http/request-facts.js';
@@ -138,7 +139,8 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
     await readJson(ctx);
     const { user, signIn } = await enrollingUser(ctx);
     const cookie = challengeCookie(ctx);
-    ctx.body = await services.passkeys.registrationOptions(challengeId(cookie, 'registration', signIn?.progress.uid), user, signIn?.progress.uid);
+    ctx.body = await services.passkeys.registrationOptions(challengeId(cookie, 'registration', signIn?.progress.uid), user, signIn?.progress.uid,
+      { securityKey: signIn?.demand === ACR.phrh });
   });
 
   router.post('/api/mfa/passkeys/finish', async (ctx) => {

@@ -47,6 +47,9 @@ describe.each(databaseKinds())('passkeys on %s', (kind) => {
     expect(start.status).toBe(200);
     expect(start.body.rp.id).toBe('127.0.0.1');
     expect(start.body.authenticatorSelection).toMatchObject({ residentKey: 'preferred', userVerification: 'required' });
+    // Any passkey does here: no hint for a security key (that is for phrh, below), nothing about synced ones.
+    expect(start.body.hints ?? []).not.toContain('security-key');
+    expect(visibleText(enrollPage)).not.toMatch(/security key, or|synced between|synced ones/);
     const finish = await browser.api<{ id: string; name: string; redirectTo: string; recoveryCodes?: string[] }>(
       'POST', '/api/mfa/passkeys/finish', { ...authenticator.create(start.body), name: 'Test key' });
     expect(finish.status).toBe(200);
@@ -151,6 +154,26 @@ describe.each(databaseKinds())('passkeys on %s', (kind) => {
     // A page naming a sign-in this browser does not have gets no sign-in's challenge.
     const unknown = await browser.api('POST', '/api/auth/mfa/verify/webauthn?interaction=nope', authenticator.get(options.body));
     expect(unknown.status).toBe(400);
+  });
+
+  // Found by an audit of the protocol: a user whose passkeys were all synced, asked for phrh, was told only
+  // "add a passkey", added another synced one, and met the same page again.
+  it('tells a user with synced passkeys that a request for phrh needs a security key, and asks the browser for one', async () => {
+    await idp.users.add({ username: 'synced', email: 'synced@example.com', password: 'synced-password-1' });
+    const synced = new SoftAuthenticator(idp.issuer, { backupEligible: true });
+    await enrollDuringSignIn('synced', 'synced-password-1', synced);
+    const auth = await startAuthorization(await relyingParty(idp.issuer, 'first-party'), { acr_values: 'phrh' });
+    const browser = new Browser(idp.issuer);
+    const step = await passkeySecondFactor(browser, auth.url, 'synced', 'synced-password-1', synced);
+    const enroll = await browser.get((await step.verify(synced.get(step.options))).body.redirectTo!);
+    expect(visibleText(enroll)).toContain('needs a security key, or a passkey kept on one device');
+    expect(visibleText(enroll)).toContain('the passkeys you have are synced ones');
+    const start = await browser.api<PublicKeyCredentialCreationOptionsJSON>('POST', '/api/mfa/passkeys/start', {});
+    expect(start.body.hints).toEqual(['security-key']);
+    // A security key (not backup-eligible) meets it.
+    const finish = await browser.api<{ redirectTo: string }>('POST', '/api/mfa/passkeys/finish', new SoftAuthenticator(idp.issuer).create(start.body));
+    const tokens = await auth.redeem(await browser.get(finish.body.redirectTo));
+    expect(tokens.claims()).toMatchObject({ acr: 'phrh', amr: expect.arrayContaining(['hwk']) });
   });
 
   it('refuses an assertion from a browser with no sign-in in progress before verifying or counting it', async () => {
