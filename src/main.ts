@@ -59,18 +59,31 @@ async function main(): Promise<void> {
   };
   if (metricsServer) metricsServer.once('error', refuse('metrics.port', config.metrics.port!)).listen(config.metrics.port);
   server.once('error', refuse(process.env.PORT ? 'PORT' : 'port', config.port));
+  // Behind a TLS-terminating proxy every request comes from the proxy's address unless it is trusted to
+  // say whose it is: the per-address throttle would then count everyone's failures together, and a few
+  // guesses would lock the whole site out (an audit finding).
+  if (config.issuer.startsWith('https:') && config.trusted_proxies.length === 0) {
+    log.warn('the issuer is https but trusted_proxies is empty: behind a reverse proxy, list its addresses there, or every client shares its address for throttling and the audit trail');
+  }
+  const hasUsers = await app.current.services.users.any();
   server.listen(config.port, () => {
+    const facts = { port: config.port, issuer: config.issuer, config: config.file, clients: config.clients.length, database: describeDatabase(config) };
+    // On a terminal, a banner; otherwise (a container, a service manager) one log line, so that standard
+    // output stays JSON lines.
+    if (!process.stdout.isTTY) {
+      log.info(`wrnexus-sso is listening on port ${config.port}`, hasUsers ? facts : { ...facts, first_user: `${cliCommand()} users add <username> --email <email>` });
+      return;
+    }
     process.stdout.write([
       '',
       `wrnexus-sso is listening on port ${config.port}`,
       `  issuer:    ${config.issuer}`,
       `  discovery: ${config.issuer}/.well-known/openid-configuration`,
+      `  account:   ${config.issuer}/account (where users manage their passkeys, app and password)`,
       `  config:    ${config.file} (${config.clients.length} client${config.clients.length === 1 ? '' : 's'})`,
       `  database:  ${describeDatabase(config)}`,
       '',
-      'Add the first user with:',
-      `  ${cliCommand()} users add <username> --email <email>`,
-      '',
+      ...(hasUsers ? [] : ['Add the first user with:', `  ${cliCommand()} users add <username> --email <email>`, '']),
     ].join('\n'));
   });
 

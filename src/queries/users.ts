@@ -86,6 +86,10 @@ export function createUserQueries(db: Knex | Knex.Transaction) {
         email: rows.some((r) => r.email === email),
       };
     },
+    /** Whether there is any user at all (the start banner's first-user hint). */
+    async any(): Promise<boolean> {
+      return (await users().first('id')) !== undefined;
+    },
     async list(): Promise<UserRow[]> {
       const rows: Raw[] = await users().select('*').orderBy('username');
       return rows.map((r) => toUser(r)!);
