@@ -12,6 +12,7 @@ import { createLogger } from './log.js';
 import { deleteExpiredPayloads } from './oidc/adapter.js';
 import { validateClients } from './oidc/validate-clients.js';
 import { projectRoot } from './paths.js';
+import { proxyWarning } from './http/client-ip.js';
 
 const CLEANUP_EVERY_MS = 10 * 60 * 1000;
 
@@ -59,12 +60,8 @@ async function main(): Promise<void> {
   };
   if (metricsServer) metricsServer.once('error', refuse('metrics.port', config.metrics.port!)).listen(config.metrics.port);
   server.once('error', refuse(process.env.PORT ? 'PORT' : 'port', config.port));
-  // Behind a TLS-terminating proxy every request comes from the proxy's address unless it is trusted to
-  // say whose it is: the per-address throttle would then count everyone's failures together, and a few
-  // guesses would lock the whole site out (an audit finding).
-  if (config.issuer.startsWith('https:') && config.trusted_proxies.length === 0) {
-    log.warn('the issuer is https but trusted_proxies is empty: behind a reverse proxy, list its addresses there, or every client shares its address for throttling and the audit trail');
-  }
+  const warning = proxyWarning(config);
+  if (warning) log.warn(warning);
   const hasUsers = await app.current.services.users.any();
   server.listen(config.port, () => {
     const facts = { port: config.port, issuer: config.issuer, config: config.file, clients: config.clients.length, database: describeDatabase(config) };

@@ -7,6 +7,16 @@ import { BlockList, isIP } from 'node:net';
 import type { Context, Next } from 'koa';
 import { canonicalIp } from '../ip.js';
 
+/**
+ * What to warn an operator about at start: an https issuer (so, in production, a TLS-terminating proxy in
+ * front) with no trusted proxy, where every request would seem to come from the proxy, the per-address
+ * throttle would count everyone's failures together, and a few guesses would lock the whole site out.
+ */
+export function proxyWarning(config: { issuer: string; trusted_proxies: readonly string[] }): string | undefined {
+  if (!config.issuer.startsWith('https:') || config.trusted_proxies.length > 0) return undefined;
+  return 'the issuer is https but trusted_proxies is empty: behind a reverse proxy, list its addresses there, or every client shares its address for throttling and the audit trail';
+}
+
 export function createClientIp(trustedProxies: readonly string[]) {
   const trusted = new BlockList();
   for (const entry of trustedProxies) {

@@ -24,6 +24,7 @@ describe.each(databaseKinds())('graceful shutdown on %s', (kind) => {
   let child: ChildProcess;
   let childUrl: string;
   let metricsUrl: string;
+  let startOutput = '';
   const issuer = 'http://idp.shutdown.test';
 
   beforeAll(async () => {
@@ -49,6 +50,7 @@ describe.each(databaseKinds())('graceful shutdown on %s', (kind) => {
       let out = '';
       child.stdout!.on('data', (chunk: Buffer) => {
         out += chunk.toString();
+        startOutput = out;
         if (out.includes('listening on port')) resolve();
       });
       child.once('exit', (code) => reject(new Error(`server exited early (${code}): ${out}`)));
@@ -59,6 +61,16 @@ describe.each(databaseKinds())('graceful shutdown on %s', (kind) => {
     if (child && child.exitCode === null) child.kill('SIGKILL');
     await survivor?.close();
     await database?.dispose();
+  });
+
+  // An operator-audit finding: the start banner was plain text amid the JSON log lines of a container.
+  it('writes only JSON lines to a standard output that is not a terminal, the start among them', () => {
+    const lines = startOutput.split('\n').filter((line) => line.trim() !== '');
+    for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
+    const started = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((entry) => String(entry.msg).includes('listening on port'));
+    expect(started).toMatchObject({ issuer, clients: defaultClients(REDIRECT_URI).length });
+    // There is a user already (the survivor's): no first-user hint.
+    expect(started).not.toHaveProperty('first_user');
   });
 
   it('serves metrics on their own port, exits cleanly on SIGTERM, and the sign-in it started finishes elsewhere', async () => {

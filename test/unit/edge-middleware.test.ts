@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import Koa from 'koa';
 import { errorHandler } from '../../src/http/errors.js';
 import { requestLog } from '../../src/http/request-log.js';
+import { proxyWarning } from '../../src/http/client-ip.js';
 import { createLogger } from '../../src/log.js';
 
 const servers: Server[] = [];
@@ -51,5 +52,15 @@ describe('the edge middleware', () => {
     const res = await fetch(`${url}/anything`);
     expect(res.status).toBe(400);
     expect(lines.find((l) => l.msg === 'request')).toMatchObject({ status: 400, level: 30 });
+  });
+});
+
+// An operator-audit finding: behind a proxy without trusted_proxies, one attacker's failures locked every
+// user out (all requests came from the proxy's address), and nothing said why.
+describe('the start-up warning about proxies', () => {
+  it('warns for an https issuer without trusted proxies, and only then', () => {
+    expect(proxyWarning({ issuer: 'https://sso.example.com', trusted_proxies: [] })).toMatch(/trusted_proxies is empty/);
+    expect(proxyWarning({ issuer: 'https://sso.example.com', trusted_proxies: ['10.0.0.0/8'] })).toBeUndefined();
+    expect(proxyWarning({ issuer: 'http://localhost:3000', trusted_proxies: [] })).toBeUndefined();
   });
 });
