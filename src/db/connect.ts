@@ -2,7 +2,7 @@
  * One knex instance for PostgreSQL (DATABASE_URL=postgres://…) or the embedded SQLite database.
  * Only src/queries/ builds SQL with it.
  */
-import { mkdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import knex, { type Knex } from 'knex';
 import { namePgStatements, type PgConnection } from './pg-direct.js';
@@ -71,7 +71,13 @@ export function connect(target: DbTarget, log?: Logger): Db {
       },
     });
   }
-  mkdirSync(target.data_dir, { recursive: true });
+  // The file holds the signing keys' private halves and the cookie keys (keystore), as PostgreSQL's tables
+  // do behind its own access control: only this user may read it (an operator-audit finding: it was
+  // created 0644). SQLite gives its -wal and -shm files the database file's permissions. An existing
+  // file's permissions are the operator's.
+  mkdirSync(target.data_dir, { recursive: true, mode: 0o700 });
+  const file = path.join(target.data_dir, 'idp.sqlite');
+  if (!existsSync(file)) closeSync(openSync(file, 'a', 0o600));
   return knex({
     // Statements run on a thread of their own, reads of the fast path on this one (sqlite-thread.ts).
     client: sqliteClient([
@@ -87,7 +93,7 @@ export function connect(target: DbTarget, log?: Logger): Db {
       // Off by default in SQLite.
       'foreign_keys = ON',
     ]),
-    connection: { filename: path.join(target.data_dir, 'idp.sqlite') },
+    connection: { filename: file },
     useNullAsDefault: true,
     log: knexLog(log),
     // One connection, as SQLite has one writer: knex's queries and transactions take turns on it.

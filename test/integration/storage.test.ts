@@ -1,5 +1,5 @@
 /** Storage shared by instances: the oidc-provider adapter, the keystore, and a sign-in that hops instances. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -621,6 +621,26 @@ describe('the SQLite file', () => {
       await db.destroy();
     }
   };
+
+  // An operator-audit finding: the file, which holds the signing keys' private halves, was world-readable.
+  it('creates its directory and file readable by this user only, the write-ahead log too', async () => {
+    const database = await createTestDatabase('sqlite');
+    try {
+      const dir = path.join(database.target.data_dir, 'new-dir');
+      await settingsAfterMigrating({ ...database.target, data_dir: dir });
+      const mode = (file: string) => (statSync(path.join(dir, file)).mode & 0o777).toString(8);
+      expect([mode('.'), mode('idp.sqlite')]).toEqual(['700', '600']);
+      const db = connect({ ...database.target, data_dir: dir });
+      try {
+        await db('keystore').count({ n: '*' });
+        expect(mode('idp.sqlite-wal')).toBe('600');
+      } finally {
+        await db.destroy();
+      }
+    } finally {
+      await database.dispose();
+    }
+  });
 
   // better-sqlite3's build makes SQLite switch a connection to synchronous = NORMAL once it reads the file
   // in WAL mode: unless we set it, durability is not what we chose.
