@@ -47,18 +47,14 @@ async function main(): Promise<void> {
   const server = createServer(app.callback);
   // Metrics on a port of their own (e.g. only reachable from the monitoring network).
   const metricsServer = app.metrics && config.metrics.port !== undefined
-    ? createServer((req, res) => {
-      if (req.method !== 'GET' || req.url !== '/metrics') { res.statusCode = 404; res.end(); return; }
-      app.metrics!.render().then(({ type, body }) => { res.setHeader('Content-Type', type); res.end(body); },
-        () => { res.statusCode = 500; res.end(); });
-    })
+    ? createServer(app.metrics.standalone(config.metrics.bearer_token))
     : undefined;
   // A port that is taken (or not ours to take) is a configuration problem, not a crash.
   const refuse = (setting: string, port: number) => (err: NodeJS.ErrnoException) => {
     const why = err.code === 'EADDRINUSE' ? 'is already in use' : err.code === 'EACCES' ? 'may not be used by this user' : `cannot be used (${err.code ?? err.message})`;
     db.destroy().finally(() => fail(`wrnexus-sso: ${setting}: port ${port} ${why}.\nRefusing to start.`));
   };
-  if (metricsServer) metricsServer.once('error', refuse('metrics.port', config.metrics.port!)).listen(config.metrics.port);
+  if (metricsServer) metricsServer.once('error', refuse('metrics.port', config.metrics.port!)).listen(config.metrics.port, config.metrics.host);
   server.once('error', refuse(process.env.PORT ? 'PORT' : 'port', config.port));
   const warning = proxyWarning(config);
   if (warning) log.warn(warning);

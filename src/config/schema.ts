@@ -124,11 +124,16 @@ export const configSchema = z.strictObject({
   metrics: z.strictObject({
     enabled: z.boolean().default(false).describe('Serve Prometheus metrics.'),
     port: z.int().min(1).max(65535).optional().describe('Serve /metrics on this port only (e.g. an internal network).'),
+    host: z.string().refine((v) => isIP(v) !== 0, { error: 'expected an IP address' }).optional()
+      .describe('The address the metrics port listens on (127.0.0.1, or an internal interface\'s address); every interface when unset.'),
     bearer_token: z.string().min(16, { error: 'must be at least 16 characters (use ${ENV_VAR})' }).optional()
-      .describe('Without a port: /metrics on the main port, for requests with Authorization: Bearer <token>.'),
+      .describe('Requests for /metrics need Authorization: Bearer <token>; required without a port (metrics then on the main port), optional with one.'),
   }).prefault({}).superRefine((m, ctx) => {
     if (m.enabled && m.port === undefined && m.bearer_token === undefined) {
       ctx.addIssue({ code: 'custom', message: 'metrics on the main port need a bearer_token (or set a port of their own)' });
+    }
+    if (m.host !== undefined && m.port === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['host'], message: 'is the address of the metrics port: set metrics.port too' });
     }
   }),
   log: z.strictObject({

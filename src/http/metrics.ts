@@ -3,6 +3,7 @@
  * survive the app being rebuilt on a key rotation.
  */
 import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context, Next } from 'koa';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Db } from '../db/connect.js';
@@ -63,12 +64,11 @@ export function createMetrics(db: Db) {
     },
     /** `GET /metrics` on the main port, for `Authorization: Bearer <token>` only. */
     route(token: string) {
-      const expected = Buffer.from(`Bearer ${token}`);
+      const authorized = bearerCheck(token);
       return async (ctx: Context, next: Next) => {
-        if (ctx.path !== '/metrics' || ctx.method !== 'GET') return next();
+        if (ctx.path !== '/metrics' || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
         ctx.state.route = 'metrics';
-        const given = Buffer.from(ctx.get('authorization'));
-        if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+        if (!authorized(ctx.get('authorization'))) {
           ctx.status = 401;
           ctx.set('WWW-Authenticate', 'Bearer');
           ctx.body = { error: 'invalid_token', error_description: 'a valid bearer token is required' };
@@ -79,6 +79,34 @@ export function createMetrics(db: Db) {
         ctx.body = body;
       };
     },
+    /**
+     * The handler of the metrics port (`metrics.port`): `/metrics` (any query string, as Prometheus may
+     * add one) by GET or HEAD, behind the bearer token too when one is set (an operator-audit finding: it
+     * was ignored there); 404 for anything else, 405 for other methods.
+     */
+    standalone(token?: string) {
+      const authorized = token ? bearerCheck(token) : () => true;
+      return (req: IncomingMessage, res: ServerResponse) => {
+        const pathname = new URL(req.url ?? '/', 'http://metrics').pathname;
+        const answer = (status: number, headers: Record<string, string> = {}) => { res.writeHead(status, headers); res.end(); };
+        if (pathname !== '/metrics') return answer(404);
+        if (req.method !== 'GET' && req.method !== 'HEAD') return answer(405, { Allow: 'GET, HEAD' });
+        if (!authorized(req.headers.authorization ?? '')) return answer(401, { 'WWW-Authenticate': 'Bearer' });
+        this.render().then(({ type, body }) => {
+          res.writeHead(200, { 'Content-Type': type, 'Cache-Control': 'no-store' });
+          res.end(req.method === 'HEAD' ? undefined : body);
+        }, () => answer(500));
+      };
+    },
+  };
+}
+
+/** Compares an Authorization header with `Bearer <token>` in constant time. */
+function bearerCheck(token: string): (header: string) => boolean {
+  const expected = Buffer.from(`Bearer ${token}`);
+  return (header) => {
+    const given = Buffer.from(header);
+    return given.length === expected.length && timingSafeEqual(given, expected);
   };
 }
 

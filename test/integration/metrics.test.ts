@@ -1,6 +1,10 @@
 /** Prometheus metrics: off unless configured, behind a bearer token on the main port. */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Browser } from '../helpers/browser.js';
+import { connect } from '../../src/db/connect.js';
+import { createMetrics } from '../../src/http/metrics.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/databases.js';
 import { startIdp, type TestIdp } from '../helpers/idp.js';
 import { relyingParty, signIn, startAuthorization } from '../helpers/flows.js';
@@ -51,6 +55,30 @@ describe('metrics', () => {
       expect((await fetch(`${plain.issuer}/metrics`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(404);
     } finally {
       await plain.close();
+    }
+  });
+
+  // Operator-audit findings: on a port of their own, a bearer_token was silently ignored, and a scrape
+  // with a query string, or by HEAD, got 404.
+  it('serves the metrics port for GET and HEAD, with any query string, behind the bearer token when one is set', async () => {
+    const db = connect(database.target);
+    const server = createServer(createMetrics(db).standalone(token));
+    try {
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const auth = { authorization: `Bearer ${token}` };
+      expect((await fetch(`${base}/metrics`)).status).toBe(401);
+      const scraped = await fetch(`${base}/metrics?name[]=idp_http_request_duration_seconds`, { headers: auth });
+      expect(scraped.status).toBe(200);
+      expect(await scraped.text()).toContain('idp_http_request_duration_seconds');
+      const head = await fetch(`${base}/metrics`, { method: 'HEAD', headers: auth });
+      expect([head.status, await head.text()]).toEqual([200, '']);
+      const post = await fetch(`${base}/metrics`, { method: 'POST', headers: auth });
+      expect([post.status, post.headers.get('allow')]).toEqual([405, 'GET, HEAD']);
+      expect((await fetch(`${base}/other`, { headers: auth })).status).toBe(404);
+    } finally {
+      server.close();
+      await db.destroy();
     }
   });
 });
