@@ -74,3 +74,10 @@ export async function migratedDb(kind: 'sqlite' | 'postgres'): Promise<{ db: Db;
     },
   };
 }
+
+/** Migrates `db` as a version before migration `name` did: every migration up to, not including, it. */
+export async function migrateUpTo(db: Db, name: string): Promise<void> {
+  const { migrations } = await import('../../migrations/index.js');
+  const before = Object.keys(migrations).sort().filter((m) => m < name);
+  await db.migrate.latest({ migrationSource: { getMigrations: async () => before, getMigrationName: (m: string) => m, getMigration: async (m: string) => migrations[m]! } });
+}

@@ -6,12 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Browser } from '../helpers/browser.js';
-import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
+import { createTestDatabase, databaseKinds, migrateUpTo, type TestDatabase } from '../helpers/databases.js';
 import { startIdp, type TestIdp } from '../helpers/idp.js';
 import { authorizeUrl, callbackOf, pkce, signIn } from '../helpers/flows.js';
 import { connect } from '../../src/db/connect.js';
 import { migrate } from '../../src/db/migrate.js';
-import { migrations } from '../../migrations/index.js';
 
 const NFC = 'jos\u00e9@example.com';
 const NFD = 'jose\u0301@example.com';
@@ -78,8 +77,7 @@ describe.each(databaseKinds())('user identifiers on %s', (kind) => {
     const fresh = await createTestDatabase(kind);
     const db = connect(fresh.target);
     try {
-      const before = Object.keys(migrations).sort().filter((name) => name < '20261202010000_normalised_emails');
-      await db.migrate.latest({ migrationSource: { getMigrations: async () => before, getMigrationName: (name: string) => name, getMigration: async (name: string) => migrations[name]! } });
+      await migrateUpTo(db, '20261202010000_normalised_emails');
       const user = (id: string, email: string) => ({ id, username: id, email, password_hash: null, created_at: 1, updated_at: 1 });
       await db('users').insert([user('u1', NFD), user('u2', 'ren\u00e9e@example.com'), user('u3', 'rene\u0301e@example.com'), user('u4', 'plain@example.com')]);
       expect(await migrate(db)).toContain('20261202010000_normalised_emails');

@@ -10,7 +10,7 @@ import { SqliteConnection } from '../../src/db/sqlite-thread.js';
 import { statements } from '../../src/db/fast.js';
 import { migrate, pendingMigrations } from '../../src/db/migrate.js';
 import { migrations } from '../../migrations/index.js';
-import { migratedDb, createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
+import { migratedDb, migrateUpTo, createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { createAdapterFactory, deleteExpiredPayloads } from '../../src/oidc/adapter.js';
 import { createFindAccount } from '../../src/oidc/account.js';
 import { createReadAhead } from '../../src/oidc/read-ahead.js';
@@ -319,8 +319,7 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       const fresh = await createTestDatabase(kind);
       const db = connect(fresh.target);
       try {
-        const before = Object.keys(migrations).sort().filter((name) => name < '20261202000000_payload_account_index');
-        await db.migrate.latest({ migrationSource: { getMigrations: async () => before, getMigrationName: (name: string) => name, getMigration: async (name: string) => migrations[name]! } });
+        await migrateUpTo(db, '20261202000000_payload_account_index');
         const row = (kind: string, id: string, payload: Record<string, unknown>) => ({
           kind, id, payload: JSON.stringify(payload), grant_id: null, user_code: null, uid: null, expires_at: null, consumed_at: null,
         });
