@@ -130,7 +130,8 @@ export function createAccountRoutes(deps: AccountDeps): Router {
       })),
       totp: account.enrolled.totp,
       recoveryCodes: account.enrolled.recoveryCodes,
-      recoverySet: await services.recovery.currentSet(account.user.id),
+      // Only where the page offers new codes (views/account.eta): a read fewer for an account without factors.
+      recoverySet: hasAnyFactor(account.enrolled) ? await services.recovery.currentSet(account.user.id) : 0,
       hasFactor: hasAnyFactor(account.enrolled),
       rpId: new URL(config.issuer).hostname,
       logoutUrl: `/session/end?client_id=${ACCOUNT_CLIENT_ID}`,

@@ -97,8 +97,9 @@ export function createSignInStates(deps: { provider: Provider; services: Service
      * interaction the page names (`?interaction=<uid>`; our pages always do), else the newest one.
      */
     async forApi(ctx: Context, freshFor?: number): Promise<SignInState | undefined> {
+      // (A uid no binding can have simply finds none: progress.get matches only well-formed bindings.)
       const named = ctx.query.interaction;
-      if (named !== undefined && (typeof named !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(named))) return undefined;
+      if (named !== undefined && typeof named !== 'string') return undefined;
       const progress = await services.progress.get(cookieOf(ctx), named);
       if (!progress) return undefined;
       const interaction = await provider.Interaction.find(progress.uid);
