@@ -33,10 +33,11 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(undefined, config.log.level);
+  // Before the database: a bad key refuses to start with nothing migrated or created.
+  const secretKey = loadSecretKey(process.env, config.data_dir, log);
   const db = connect(config, log);
   const applied = await migrate(db);
   if (applied.length > 0) log.info('database migrated', { applied });
-  const secretKey = loadSecretKey(process.env, config.data_dir, log);
   const app = await createReloadingApp({ config, db, secretKey, clock: systemClock, log });
   const clientProblems = await validateClients(app.current.provider, config);
   if (clientProblems.length > 0) {

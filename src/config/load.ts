@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import type { z } from 'zod';
 import { configSchema, type ClientConfig, type FileConfig } from './schema.js';
 
 export interface Config extends Omit<FileConfig, 'issuer' | 'database_url' | '$schema'> {
@@ -95,6 +96,9 @@ function parseFile(file: string, problems: string[]): unknown {
   }
 }
 
+/** The settings the environment may set, by the variable that sets each (the variable wins over the file). */
+const ENV_SETTINGS = { port: 'PORT', issuer: 'IDP_ISSUER', database_url: 'DATABASE_URL', data_dir: 'IDP_DATA_DIR' } as const;
+
 function envOverrides(env: Env, problems: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (env.PORT !== undefined && env.PORT !== '') {
@@ -108,6 +112,40 @@ function envOverrides(env: Env, problems: string[]): Record<string, unknown> {
   return out;
 }
 
+/**
+ * zod's messages for what a schema does not word itself ("Invalid input: expected number, received
+ * string"), in the words the rest of the file's problems use, with the value that was given.
+ */
+function plainMessage(issue: z.core.$ZodRawIssue): string | undefined {
+  const given = typeof issue.input === 'string' || typeof issue.input === 'number' || typeof issue.input === 'boolean'
+    ? `, got ${JSON.stringify(issue.input)}` : '';
+  switch (issue.code) {
+    case 'invalid_type': {
+      // z.int() reports itself as a number; its format says it wants a whole one.
+      const whole = (issue.inst as { _zod?: { def?: { format?: string } } } | undefined)?._zod?.def?.format === 'safeint';
+      if (whole) return `expected a whole number${given}`;
+      const expected = {
+        number: 'a number', int: 'a whole number', boolean: 'true or false', string: 'a string',
+        array: 'a list', object: 'a mapping',
+      }[issue.expected as string];
+      return expected ? `expected ${expected}${given}` : undefined;
+    }
+    case 'too_small':
+      if (issue.origin === 'number' || issue.origin === 'int') return `must be at least ${String(issue.minimum)}${given}`;
+      if (issue.origin === 'string') return `must be at least ${String(issue.minimum)} characters`;
+      if (issue.origin === 'array') return `must hold at least ${String(issue.minimum)}`;
+      return undefined;
+    case 'too_big':
+      if (issue.origin === 'number' || issue.origin === 'int') return `must be at most ${String(issue.maximum)}${given}`;
+      if (issue.origin === 'string') return `must be at most ${String(issue.maximum)} characters`;
+      return undefined;
+    case 'invalid_value':
+      return `expected one of ${issue.values.map((v) => String(v)).join(', ')}${given}`;
+    default:
+      return undefined;
+  }
+}
+
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
   const file = path.resolve(cwd, env.IDP_CONFIG || 'config/idp.yaml');
   const problems: string[] = [];
@@ -116,15 +154,25 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     throw new ConfigError(file, [...problems, 'expected a mapping at the top level']);
   }
   const interpolated = interpolate(raw, env, [], problems) as Record<string, unknown>;
-  const merged = { ...interpolated, ...envOverrides(env, problems) };
-  const parsed = configSchema.safeParse(merged);
+  const fromEnv = envOverrides(env, problems);
+  const merged = { ...interpolated, ...fromEnv };
+  const parsed = configSchema.safeParse(merged, { error: plainMessage });
   if (!parsed.success) {
+    // One line per setting: zod goes on to a value's refinements after its type was refused (an issuer
+    // that is no URL is also no origin), and the first problem is the one to fix.
+    const named = new Set<string>();
     for (const issue of parsed.error.issues) {
       if (issue.code === 'unrecognized_keys') {
         for (const key of issue.keys) problems.push(`${formatPath([...issue.path, key])}: unknown setting`);
         continue;
       }
-      const where = formatPath(issue.path);
+      // A value the environment supplied is named by its variable: the operator looks for it there.
+      const [top] = issue.path;
+      const variable = issue.path.length === 1 && typeof top === 'string' && top in merged && top in fromEnv
+        ? ENV_SETTINGS[top as keyof typeof ENV_SETTINGS] : undefined;
+      const where = variable ?? formatPath(issue.path);
+      if (named.has(where)) continue;
+      named.add(where);
       problems.push(where ? `${where}: ${issue.message}` : issue.message);
     }
   }

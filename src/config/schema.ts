@@ -39,6 +39,30 @@ export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'none'
 /** Scopes this provider serves (OIDC Core §5.4 plus offline_access, §11). */
 export const SCOPES = ['openid', 'profile', 'email', 'offline_access'] as const;
 
+/** oidc-provider's hosts for a native app's loopback redirect (lib/consts/client_attributes.js). */
+const LOOPBACKS = new Set(['localhost', '127.0.0.1', '[::1]']);
+/** Schemes no redirect may use (oidc-provider, lib/helpers/client_schema.js; RFC 8252 §8.4 for native apps). */
+const FORBIDDEN_SCHEMES = new Set(['javascript:', 'vbscript:', 'data:', 'blob:', 'file:', 'about:']);
+
+/**
+ * oidc-provider's own rules for redirect_uris and post_logout_redirect_uris (ClientSchema.redirectUris),
+ * checked here so that a bad URI is refused with the rest of the file, before the database is touched.
+ * The library checks again at start (validate-clients.ts); this only says it earlier and by item.
+ */
+function redirectProblem(uri: string, applicationType: 'web' | 'native'): string | undefined {
+  const parsed = URL.parse(uri);
+  if (!parsed) return undefined; // `url` has said so already
+  // RFC 6749 §3.1.2: the endpoint URI must not include a fragment component.
+  if (parsed.href.includes('#')) return 'must not contain a fragment (#…)';
+  if (applicationType === 'web') {
+    return /^https?:$/.test(parsed.protocol) ? undefined : 'a web client redirects to http or https URLs only (application_type: native for an app\'s own scheme)';
+  }
+  // RFC 8252 §7.3 (loopback), §7.2 (claimed https), §7.1 (private-use schemes).
+  if (parsed.protocol === 'http:') return LOOPBACKS.has(parsed.hostname) ? undefined : 'a native client may use http only with localhost, 127.0.0.1 or [::1]';
+  if (parsed.protocol === 'https:') return LOOPBACKS.has(parsed.hostname) ? `a native client's https URL must not be on ${parsed.hostname} (use http for loopback)` : undefined;
+  return FORBIDDEN_SCHEMES.has(parsed.protocol) ? `must not use the ${parsed.protocol.slice(0, -1)} scheme` : undefined;
+}
+
 export const clientSchema = z.strictObject({
   client_id: z.string({ error: 'expected a string' }).min(1, { error: 'must not be empty' }),
   client_secret: z.string({ error: 'expected a string' })
@@ -78,6 +102,12 @@ export const clientSchema = z.strictObject({
     .default(false)
     .describe('First-party app: grant the requested scopes without showing the consent page.'),
 }).superRefine((client, ctx) => {
+  for (const list of ['redirect_uris', 'post_logout_redirect_uris'] as const) {
+    client[list].forEach((uri, i) => {
+      const problem = redirectProblem(uri, client.application_type);
+      if (problem) ctx.addIssue({ code: 'custom', path: [list, i], message: problem });
+    });
+  }
   if (client.token_endpoint_auth_method === 'none' && client.client_secret !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['client_secret'], message: 'a public client (token_endpoint_auth_method: none) has no secret' });
   }
@@ -101,7 +131,9 @@ export const configSchema = z.strictObject({
   $schema: z.string().optional(),
   issuer: origin.optional().describe('Public URL of this provider; env IDP_ISSUER wins. Default http://localhost:$PORT.'),
   port: z.int({ error: 'expected a port number' }).min(1).max(65535).default(3000).describe('env PORT wins.'),
-  database_url: z.string().optional().describe('postgres://… selects PostgreSQL; env DATABASE_URL wins. Unset: SQLite.'),
+  database_url: z.string({ error: 'expected a string' })
+    .refine((value) => value === '' || /^postgres(ql)?:\/\/./i.test(value), { error: 'expected a postgres:// or postgresql:// URL (leave it unset for SQLite)' })
+    .optional().describe('postgres://… selects PostgreSQL; env DATABASE_URL wins. Unset: SQLite.'),
   data_dir: z.string().default('./data').describe('Where the embedded SQLite database lives; env IDP_DATA_DIR wins.'),
   prepared_statements: z.boolean().default(true)
     .describe('PostgreSQL: prepare each statement once per connection. Turn off behind a pooler in transaction mode that cannot keep them (PgBouncer before 1.21, or without max_prepared_statements).'),
@@ -147,9 +179,9 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   // NIST SP 800-63B §4.2.3 (AAL2): re-authenticate at least every 12 hours, and after 30 minutes idle.
   sessions: z.strictObject({
-    reauthenticate_after: z.int().min(60).default(12 * 3600)
+    reauthenticate_after: z.int({ error: 'expected a whole number of seconds' }).min(60, { error: 'must be at least 60 seconds' }).default(12 * 3600)
       .describe('Seconds after sign-in when any session must sign in again.'),
-    mfa_idle_timeout: z.int().min(60).default(1800)
+    mfa_idle_timeout: z.int({ error: 'expected a whole number of seconds' }).min(60, { error: 'must be at least 60 seconds' }).default(1800)
       .describe('Seconds of inactivity after which a session that used a second factor must sign in again.'),
   }).prefault({}),
   throttle: z.strictObject({

@@ -33,7 +33,7 @@ export function loadSecretKey(env: Env, dataDir: string, log: Logger): Buffer {
   }
   const file = generatedKeyFile(dataDir);
   if (existsSync(file)) return decodeKey(readFileSync(file, 'utf8'), file);
-  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 }); // as connect.ts: it holds the key and the database
   const key = randomBytes(32);
   try {
     writeFileSync(file, `${key.toString('base64')}\n`, { mode: 0o600, flag: 'wx' });

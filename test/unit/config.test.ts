@@ -1,9 +1,10 @@
 /** The configuration an operator writes: every problem named at once, env wins, the schema file is current. */
 import { describe, expect, it } from '@jest/globals';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import { jsonSchema } from '../../src/config/schema.js';
@@ -90,7 +91,7 @@ clients:
 
   it('refuses an issuer that is not an origin, and says what a number out of range should be', () => {
     const empty = write('empty.yaml', '{}\n');
-    const notOrigin = 'issuer: expected an http or https origin (scheme, host, port) without a path, query or fragment';
+    const notOrigin = 'IDP_ISSUER: expected an http or https origin (scheme, host, port) without a path, query or fragment';
     for (const issuer of ['https://sso.example.com/sso', 'https://sso.example.com/?a=1', 'ftp://sso.example.com']) {
       expect(problemsOf({ IDP_CONFIG: empty, IDP_ISSUER: issuer })).toEqual([notOrigin]);
     }
@@ -106,7 +107,7 @@ clients:
   it('names an issuer that is no URL at all, a self-referring YAML alias and an alias bomb like any other problem', () => {
     const broken = write('also-broken.yaml', 'clients:\n  - client_id: one\n    client_secret: a-secret-of-some-length\n    redirect_uris: not-a-list\n');
     const problems = problemsOf({ IDP_CONFIG: broken, IDP_ISSUER: 'not-a-url' });
-    expect(problems).toContain('issuer: expected a URL');
+    expect(problems).toContain('IDP_ISSUER: expected a URL');
     expect(problems).toContain('clients[0].redirect_uris: expected a list of URLs');
     expect(problemsOf({ IDP_CONFIG: write('cycle.yaml', 'clients: &a [*a]\n') })).toContain('clients[0]: refers to itself (a YAML alias inside its own anchor)');
     const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 8 }, (_, i) => {
@@ -118,6 +119,94 @@ clients:
     // Shared (not circular) aliases are fine.
     const shared = 'x-uris: &uris [https://app.example/cb]\nclients:\n  - client_id: one\n    client_secret: a-secret-of-some-length\n    redirect_uris: *uris\n    post_logout_redirect_uris: *uris\n';
     expect(problemsOf({ IDP_CONFIG: write('shared.yaml', shared) })).toEqual(['x-uris: unknown setting']);
+  });
+
+  // Found by an audit: a value from the environment was named by the file's key (the operator looked for it
+  // in the file), one bad issuer gave two lines, and zod's own words leaked through.
+  it('names a value from the environment by its variable, once, and words every problem plainly', () => {
+    const empty = write('plain-empty.yaml', '{}\n');
+    expect(problemsOf({ IDP_CONFIG: empty, IDP_ISSUER: 'not-a-url' })).toEqual(['IDP_ISSUER: expected a URL']);
+    expect(problemsOf({ IDP_CONFIG: empty, DATABASE_URL: 'mysql://db/idp' })).toEqual([
+      'DATABASE_URL: expected a postgres:// or postgresql:// URL (leave it unset for SQLite)',
+    ]);
+    expect(problemsOf({ IDP_CONFIG: write('plain-db.yaml', 'database_url: sqlite://x\n') })).toEqual([
+      'database_url: expected a postgres:// or postgresql:// URL (leave it unset for SQLite)',
+    ]);
+    // The file's issuer is named as the file's when the environment sets none.
+    expect(problemsOf({ IDP_CONFIG: write('plain-issuer.yaml', 'issuer: https://sso.example/x\n') })).toEqual([
+      'issuer: expected an http or https origin (scheme, host, port) without a path, query or fragment',
+    ]);
+    const problems = problemsOf({ IDP_CONFIG: write('plain.yaml', `
+sessions:
+  reauthenticate_after: soon
+metrics:
+  enabled: "yes"
+keys:
+  reload_seconds: 1
+  rotate_every: -5
+throttle:
+  lock_after: [3]
+clients: {}
+`) });
+    expect(problems).toEqual([
+      'metrics.enabled: expected true or false, got "yes"',
+      'keys.rotate_every: must be at least 0, got -5',
+      'keys.reload_seconds: must be at least 5, got 1',
+      'sessions.reauthenticate_after: expected a whole number of seconds',
+      'throttle.lock_after: expected a whole number',
+      'clients: expected a list of clients',
+    ]);
+    for (const problem of problems) expect(problem).not.toMatch(/Invalid input|received/);
+  });
+
+  it('refuses the redirect URIs oidc-provider refuses, by item, before the database is touched, and accepts the rest', async () => {
+    const cases: Array<[string, 'web' | 'native', boolean]> = [
+      ['https://app.example/cb', 'web', true],
+      ['http://localhost:8080/cb', 'web', true],
+      ['https://app.example/cb#x', 'web', false],
+      ['com.example.app:/cb', 'web', false],
+      ['javascript:alert(1)', 'web', false],
+      ['com.example.app:/cb', 'native', true],
+      ['http://127.0.0.1:5000/cb', 'native', true],
+      ['http://[::1]/cb', 'native', true],
+      ['https://app.example/cb', 'native', true],
+      ['http://app.example/cb', 'native', false],
+      ['https://localhost/cb', 'native', false],
+      ['file:///etc/passwd', 'native', false],
+      ['data:text/html,hi', 'native', false],
+    ];
+    // The library's own verdict on each, from its client schema (no database: static clients only).
+    const { default: Provider } = await import('oidc-provider');
+    const { PROTOCOL, CUSTOM_CLIENT_FIELDS, clientMetadata } = await import('../../src/oidc/provider.js');
+    const jwks = { keys: [{ ...generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }), alg: 'RS256' }] };
+    const verdict = (found: Promise<unknown>) => found.then(() => 'accepted', (err: { error_description?: string }) => `refused: ${err.error_description}`);
+    for (const [uri, applicationType, ok] of cases) {
+      const yaml = `clients:\n  - client_id: c\n    token_endpoint_auth_method: none\n    application_type: ${applicationType}\n`
+        + `    redirect_uris: [${JSON.stringify(uri)}]\n    post_logout_redirect_uris: [${JSON.stringify(uri)}]\n`;
+      const file = write('redirect.yaml', yaml);
+      if (!ok) {
+        const problems = problemsOf({ IDP_CONFIG: file });
+        expect(problems).toHaveLength(2);
+        expect(problems[0]).toMatch(/^clients\[0\]\.redirect_uris\[0\]: /);
+        expect(problems[1]).toMatch(/^clients\[0\]\.post_logout_redirect_uris\[0\]: /);
+        continue;
+      }
+      const config = loadConfig({ IDP_CONFIG: file });
+      const provider = new Provider('http://localhost:3000', {
+        ...PROTOCOL, clients: clientMetadata(config), extraClientMetadata: { properties: [...CUSTOM_CLIENT_FIELDS] },
+        jwks,
+      });
+      expect(`${uri} ${applicationType} ${await verdict(provider.Client.find('c'))}`).toBe(`${uri} ${applicationType} accepted`);
+    }
+    // The cases refused above, given to the library as they are: it refuses each too.
+    for (const [uri, applicationType] of cases.filter(([, , ok]) => !ok)) {
+      const provider = new Provider('http://localhost:3000', {
+        ...PROTOCOL,
+        clients: [{ client_id: 'c', token_endpoint_auth_method: 'none', application_type: applicationType, redirect_uris: [uri], grant_types: ['authorization_code'], response_types: ['code'] }],
+        jwks,
+      });
+      expect(await verdict(provider.Client.find('c'))).toMatch(/^refused: /);
+    }
   });
 
   it('refuses metrics on a port of their own that is the main port', () => {
@@ -165,6 +254,24 @@ clients:
       expect(result.stderr).not.toMatch(/\n\s+at /);
     } finally {
       taken.close();
+    }
+  });
+
+  it('refuses a bad secret key or a bad redirect URI before creating the data directory or the database', () => {
+    for (const [env, message] of [
+      [{ IDP_CONFIG: write('key-ok.yaml', 'clients: []\n'), IDP_SECRET_KEY: 'short' }, 'IDP_SECRET_KEY: expected 32 bytes'],
+      [{ IDP_CONFIG: write('fragment.yaml', 'clients:\n  - client_id: a\n    client_secret: a-secret-of-some-length\n    redirect_uris: ["https://a.example/cb#f"]\n') },
+        'clients[0].redirect_uris[0]: must not contain a fragment'],
+    ] as const) {
+      const dataDir = path.join(mkdtempSync(path.join(tmpdir(), 'wrnexus-early-')), 'data');
+      const result = spawnSync(process.execPath, [path.join(projectRoot, 'dist', 'src', 'main.js')], {
+        env: { ...process.env, IDP_SECRET_KEY_FILE: undefined, DATABASE_URL: undefined, ...env, IDP_DATA_DIR: dataDir, PORT: '39999' },
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain(message);
+      expect(existsSync(dataDir)).toBe(false);
     }
   });
 
