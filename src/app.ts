@@ -40,6 +40,8 @@ export interface AppDeps {
   log?: Logger;
   /** Shared across rebuilds, so counters survive a key rotation. Created by createReloadingApp. */
   metrics?: Metrics;
+  /** True once the process is shutting down: /readyz then answers 503 (main.ts). */
+  draining?: () => boolean;
 }
 
 export interface App {
@@ -60,7 +62,7 @@ const BROWSER_BUNDLES = {
   '/static/simplewebauthn-browser.js': path.resolve(path.dirname(require.resolve('@simplewebauthn/browser')), '..', 'dist/bundle/index.umd.min.js'),
 };
 
-export async function buildApp({ config, db, secretKey, clock = systemClock, log = createLogger(), metrics }: AppDeps): Promise<App> {
+export async function buildApp({ config, db, secretKey, clock = systemClock, log = createLogger(), metrics, draining }: AppDeps): Promise<App> {
   const keys = await loadOrCreateKeys(db, clock, replacedKeyLifetime(config));
   const box = createSecretBox(secretKey);
   await checkSecretKeyFingerprint(db, clock, box.fingerprint());
@@ -103,7 +105,7 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
   ];
   const ours = compose<Koa.ParameterizedContext>([
     staticFiles(BROWSER_BUNDLES),
-    healthChecks({ db, keysLoaded: () => keys.jwks.keys.length > 0 }),
+    healthChecks({ db, keysLoaded: () => keys.jwks.keys.length > 0, draining }),
     ...routers.flatMap((router) => [router.routes(), router.allowedMethods()] as Koa.Middleware[]),
   ]);
   // Requests for oidc-provider's own endpoints (token, discovery, JWKS, …) skip our routers: the first path

@@ -1,6 +1,6 @@
 /** Start-up: load config → open db → migrate → build app → listen; graceful shutdown. */
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import path from 'node:path';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type Config } from './config/load.js';
@@ -38,14 +38,27 @@ async function main(): Promise<void> {
   const db = connect(config, log);
   const applied = await migrate(db);
   if (applied.length > 0) log.info('database migrated', { applied });
-  const app = await createReloadingApp({ config, db, secretKey, clock: systemClock, log });
+  let draining = false;
+  const app = await createReloadingApp({ config, db, secretKey, clock: systemClock, log, draining: () => draining });
   const clientProblems = await validateClients(app.current.provider, config);
   if (clientProblems.length > 0) {
     await db.destroy();
     fail(`wrnexus-sso: invalid configuration in ${config.file}:\n${clientProblems.map((p) => `  - ${p}`).join('\n')}\nRefusing to start.`);
   }
 
-  const server = createServer(app.callback);
+  // While draining, every answer closes its connection, those in flight at SIGTERM included: server.close()
+  // refuses new connections only, and a client (or load balancer) that keeps one alive would go on sending
+  // requests here.
+  const inFlight = new Set<ServerResponse>();
+  const server = createServer((req, res) => {
+    if (draining) {
+      res.setHeader('Connection', 'close');
+    } else {
+      inFlight.add(res);
+      res.once('close', () => inFlight.delete(res));
+    }
+    app.callback(req, res);
+  });
   // Metrics on a port of their own (e.g. only reachable from the monitoring network).
   const metricsServer = app.metrics && config.metrics.port !== undefined
     ? createServer(app.metrics.standalone(config.metrics.bearer_token))
@@ -101,6 +114,8 @@ async function main(): Promise<void> {
   reload.unref();
 
   const shutdown = (signal: string) => {
+    draining = true;
+    for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
     log.info('shutting down', { signal });
     clearInterval(cleanup);
     clearInterval(reload);
@@ -108,6 +123,7 @@ async function main(): Promise<void> {
     server.close(() => {
       db.destroy().finally(() => process.exit(0));
     });
+    server.closeIdleConnections();
     setTimeout(() => process.exit(0), 10_000).unref();
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));

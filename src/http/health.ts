@@ -1,6 +1,7 @@
 /**
  * `GET /healthz` (or HEAD): the process is alive (no I/O). `GET /readyz` (or HEAD): this instance can serve: the database
- * answers, its migrations are current, the signing keys are loaded. Both cheap, both JSON.
+ * answers, its migrations are current, the signing keys are loaded, and it is not shutting down. Both cheap,
+ * both JSON.
  */
 import type { Context, Next } from 'koa';
 import type { Db } from '../db/connect.js';
@@ -11,7 +12,7 @@ const withTimeout = <T>(work: Promise<T>, ms: number) => Promise.race([
   new Promise<never>((_, reject) => { setTimeout(() => reject(new Error('timed out')), ms).unref(); }),
 ]);
 
-export function healthChecks(deps: { db: Db; keysLoaded: () => boolean }) {
+export function healthChecks(deps: { db: Db; keysLoaded: () => boolean; draining?: () => boolean }) {
   // Migrations only move forward while we run: once current, re-check only now and then.
   let migrationsCheckedAt = 0;
   return async function health(ctx: Context, next: Next) {
@@ -25,6 +26,14 @@ export function healthChecks(deps: { db: Db; keysLoaded: () => boolean }) {
     }
     if (ctx.path !== '/readyz' || !probe) return next();
     ctx.state.route = 'readyz';
+    // Shutting down (SIGTERM): a load balancer that probes over a connection it kept alive must take this
+    // instance out now, while it finishes what it has in flight.
+    if (deps.draining?.()) {
+      ctx.set('Cache-Control', 'no-store');
+      ctx.status = 503;
+      ctx.body = { status: 'draining' };
+      return;
+    }
     const checks: Record<string, string> = {};
     try {
       await withTimeout(deps.db.raw('select 1'), 2000);

@@ -1,7 +1,7 @@
 /** SIGTERM during a sign-in: the process drains and exits 0, and the user finishes on another instance. */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import YAML from 'yaml';
@@ -84,8 +84,38 @@ describe.each(databaseKinds())('graceful shutdown on %s', (kind) => {
     expect(await metrics.text()).toMatch(/idp_http_request_duration_seconds_count\{method="GET",route="authorization"/);
     expect((await fetch(`${childUrl}/metrics`)).status).toBe(404);
 
+    // A request in flight on a kept-alive connection (its body not all sent yet) when SIGTERM arrives: it is
+    // answered, and the answer closes the connection, so a load balancer that reuses connections moves on
+    // (an operator-audit finding: it went on being served, and told /readyz 200, while draining).
+    const open = async () => {
+      const socket = connect(Number(new URL(childUrl).port), '127.0.0.1');
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      const received = { text: '' };
+      socket.on('data', (chunk: Buffer) => { received.text += chunk.toString(); });
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      return { socket, received, closed };
+    };
+    const token = await open();
+    const body = 'grant_type=client_credentials&client_id=nobody';
+    token.socket.write(`POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`);
+    // A load balancer's probe, its headers not all sent yet.
+    const probe = await open();
+    probe.socket.write('GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const draining = new Promise<void>((resolve) => child.stdout!.on('data', (chunk: Buffer) => { if (chunk.toString().includes('shutting down')) resolve(); }));
     child.kill('SIGTERM');
+    await draining;
+    token.socket.write(body.slice(10));
+    probe.socket.write('\r\n');
+    await Promise.all([token.closed, probe.closed]);
+    expect(token.received.text).toMatch(/^HTTP\/1\.1 40[01] /);
+    expect(token.received.text).toMatch(/\r\nConnection: close\r\n/i);
+    expect(token.received.text).toContain('invalid_client');
+    expect(probe.received.text).toMatch(/^HTTP\/1\.1 503 /);
+    expect(probe.received.text).toMatch(/\r\nConnection: close\r\n/i);
+    expect(probe.received.text).toContain('{"status":"draining"}');
     expect(await exited).toBe(0);
 
     backend = survivor.url;
