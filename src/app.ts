@@ -86,7 +86,9 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
   const states = createSignInStates({ provider, services, cookies, clock, interactionTtl: config.ttl.interaction });
   const accounts = createAccountSessions({ provider, services, clock, config });
 
-  provider.on('server_error', (_ctx, err) => log.error('oidc server error', { error: String(err?.stack ?? err) }));
+  provider.on('server_error', (ctx, err) => log.error('oidc server error', {
+    request_id: (ctx?.state as { requestId?: string } | undefined)?.requestId, error: String(err?.stack ?? err),
+  }));
   provider.use(canonicalHost(config.issuer));
   if (metrics) {
     provider.use(metrics.middleware());

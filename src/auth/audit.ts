@@ -18,6 +18,8 @@ export interface RequestFacts {
   ip?: string;
   userAgent?: string;
   clientId?: string;
+  /** The request's X-Request-Id, so the event's log line can be matched to the request's (logged only). */
+  requestId?: string;
 }
 
 export interface AuditEvent extends RequestFacts {
@@ -43,7 +45,9 @@ export function createAudit(deps: { events: SecurityEventQueries; clock: Clock; 
         user_agent: event.userAgent?.slice(0, 300) ?? null,
         detail: event.detail ? JSON.stringify(event.detail) : null,
       };
-      log.info(`security event: ${event.type}`, { outcome: event.outcome, user_id: row.user_id, client_id: row.client_id, ip: row.ip, ...event.detail });
+      log.info(`security event: ${event.type}`, {
+        ...event.detail, request_id: event.requestId, outcome: event.outcome, user_id: row.user_id, client_id: row.client_id, ip: row.ip,
+      });
       deps.observe?.(event);
       await events.insert(row);
     },

@@ -78,7 +78,9 @@ export function errorHandler(log: Logger) {
     }, (err: unknown) => {
       const error = toAppError(err);
       if (error.status >= 500) {
-        log.error('request failed', { path: ctx.path, method: ctx.method, error: String((err as Error)?.stack ?? err) });
+        log.error('request failed', {
+          request_id: (ctx.state as { requestId?: string }).requestId, path: ctx.path, method: ctx.method, error: String((err as Error)?.stack ?? err),
+        });
       }
       const retryAfter = (err as { retryAfter?: number } | null | undefined)?.retryAfter;
       if (typeof retryAfter === 'number') ctx.set('Retry-After', String(Math.ceil(retryAfter)));

@@ -6,4 +6,5 @@ export const requestFacts = (ctx: Context, clientId?: unknown): RequestFacts & {
   ip: ctx.ip,
   userAgent: ctx.get('user-agent') || undefined,
   clientId: typeof clientId === 'string' ? clientId : undefined,
+  requestId: (ctx.state as { requestId?: string }).requestId,
 });

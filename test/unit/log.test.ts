@@ -4,6 +4,8 @@ import { createLogger } from '../../src/log.js';
 import { connect } from '../../src/db/connect.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/databases.js';
 import { startIdp, type TestIdp } from '../helpers/idp.js';
+import { Browser } from '../helpers/browser.js';
+import { authorizeUrl, pkce } from '../helpers/flows.js';
 
 describe('logging', () => {
   let database: TestDatabase;
@@ -56,6 +58,21 @@ describe('logging', () => {
     } finally {
       await db.destroy();
     }
+  });
+
+  // An operator-audit finding: a security event's line could not be matched to its request's.
+  it('gives a security event the request id of the request that caused it', async () => {
+    await idp.users.add({ username: 'traced', email: 'traced@example.com', password: 'traced-password-1' });
+    const browser = new Browser(idp.issuer);
+    const login = await browser.get(authorizeUrl(idp.issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' }));
+    browser.headers['x-request-id'] = 'audit-1';
+    const refused = await browser.submit(login, '/login', { login: 'traced', password: 'not-the-password' });
+    expect(refused.status).toBe(401);
+    const entries = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((e) => e.request_id === 'audit-1');
+    expect(entries).toEqual(expect.arrayContaining([
+      expect.objectContaining({ msg: 'security event: sign_in', outcome: 'failure', factor: 'pwd' }),
+      expect.objectContaining({ msg: 'request', status: 401 }),
+    ]));
   });
 
   it('honours the level', () => {
