@@ -6,6 +6,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
+import YAML from 'yaml';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import { jsonSchema } from '../../src/config/schema.js';
 import { projectRoot } from '../../src/paths.js';
@@ -237,6 +238,31 @@ clients:
     expect(shipped.clients).toEqual([]);
     const published = JSON.parse(readFileSync(path.join(projectRoot, 'config', 'idp.schema.json'), 'utf8'));
     expect(published).toEqual(jsonSchema());
+  });
+
+  // An operator-audit finding: the example's two instances each had a port of their own under one issuer
+  // (the second redirected to the first), no load balancer, no way to add clients, and no trusted proxy.
+  it('ships a compose example whose instances sit behind its load balancer, trust only it, and load their config', () => {
+    const compose = YAML.parse(readFileSync(path.join(projectRoot, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
+      services: Record<string, { environment?: Record<string, string>; ports?: string[]; command?: string; networks?: unknown; image?: string; build?: string; volumes?: string[] }>;
+    };
+    const instances = Object.entries(compose.services).filter(([, service]) => service.build === '.');
+    expect(instances.map(([name]) => name)).toEqual(['idp-1', 'idp-2']);
+    const lb = compose.services.lb!;
+    const lbAddress = (lb.networks as { idp: { ipv4_address: string } }).idp.ipv4_address;
+    const [published] = lb.ports!;
+    // `${NAME:-default}` as compose reads it, with nothing set.
+    const resolve = (value: string) => value.replace(/\$\{[A-Z_]+:-([^}]*)\}/g, '$1');
+    for (const [name, service] of instances) {
+      expect([name, service.ports]).toEqual([name, undefined]);
+      expect(service.volumes).toContain('./config:/app/config:ro');
+      expect(lb.command).toContain(`--to ${name}:3000`);
+      const env = service.environment!;
+      const config = loadConfig({ IDP_CONFIG: env.IDP_CONFIG, IDP_ISSUER: resolve(env.IDP_ISSUER!), DATABASE_URL: env.DATABASE_URL }, projectRoot);
+      expect(config.issuer).toBe(`http://localhost:${published!.split(':')[0]}`);
+      expect(config.trusted_proxies).toEqual([lbAddress]);
+      expect(config.database_url).toMatch(/^postgres:\/\/idp:idp@db:5432\//);
+    }
   });
 
   it('refuses to start on a port that is taken, naming the setting, without a stack trace', async () => {
