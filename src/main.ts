@@ -9,7 +9,7 @@ import { migrate } from './db/migrate.js';
 import { createReloadingApp } from './app.js';
 import { loadSecretKey } from './config/secret-key.js';
 import { createLogger } from './log.js';
-import { deleteExpiredPayloads } from './oidc/adapter.js';
+import { cleanUp } from './services.js';
 import { validateClients } from './oidc/validate-clients.js';
 import { projectRoot } from './paths.js';
 import { proxyWarning } from './http/client-ip.js';
@@ -97,12 +97,8 @@ async function main(): Promise<void> {
   // Expired rows are already ignored on read; this only keeps the tables small. Every instance runs it:
   // the deletes are idempotent, so several at once are harmless.
   const cleanup = setInterval(() => {
-    Promise.all([
-      deleteExpiredPayloads(db, systemClock),
-      app.current.services.challenges.deleteExpired(Math.floor(Date.now() / 1000)),
-      app.current.services.progress.deleteExpired(),
-      app.current.services.throttle.deleteStale(),
-    ]).catch((err) => log.error('cleanup failed', { error: String(err) }));
+    cleanUp(app.current.services, { db, clock: systemClock, config })
+      .catch((err) => log.error('cleanup failed', { error: String(err) }));
   }, CLEANUP_EVERY_MS);
   cleanup.unref();
   // Rotations made by another instance (or by `idp keys rotate`) take effect here within reload_seconds.

@@ -74,3 +74,17 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
 }
 
 export type Services = ReturnType<typeof createServices>;
+
+/**
+ * The periodic clean-up (main.ts, every 10 minutes on every instance): expired rows are already ignored on
+ * read, this keeps the tables small. Every delete is idempotent, so instances running it at once agree.
+ */
+export function cleanUp(services: Services, deps: { db: Db; clock: Clock; config: Config }): Promise<number[]> {
+  return Promise.all([
+    createOidcPayloadQueries(deps.db).deleteExpired(epochSeconds(deps.clock)),
+    services.challenges.deleteExpired(epochSeconds(deps.clock)),
+    services.progress.deleteExpired(),
+    services.throttle.deleteStale(),
+    services.audit.prune(deps.config.audit.retention_days * 86_400),
+  ]);
+}

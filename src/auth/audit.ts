@@ -52,6 +52,9 @@ export function createAudit(deps: { events: SecurityEventQueries; clock: Clock; 
       await events.insert(row);
     },
     list: events.list,
+    /** Forgets the events older than `retentionSeconds` (audit.retention_days); 0 keeps every one. */
+    prune: (retentionSeconds: number): Promise<number> =>
+      (retentionSeconds > 0 ? events.deleteBefore(epochSeconds(clock) - retentionSeconds) : Promise.resolve(0)),
   };
 }
 

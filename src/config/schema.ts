@@ -193,6 +193,10 @@ export const configSchema = z.strictObject({
     ip_max_failures: z.int().min(1).default(100).describe('Failed verifications allowed from one IP address (IPv6: one /64) per window, across accounts.'),
     ip_window_seconds: z.int().min(1).default(900),
   }).prefault({}),
+  audit: z.strictObject({
+    retention_days: z.int({ error: 'expected a whole number of days' }).min(0, { error: 'must not be negative' }).default(400)
+      .describe('Days the security events (the audit trail) are kept; 0 keeps them forever. The default covers a yearly review.'),
+  }).prefault({}),
   trusted_proxies: z.array(z.string().refine((v) => isIpOrCidr(v), { error: 'expected an IP address or CIDR range' }), {
     error: 'expected a list of IP addresses or CIDR ranges',
   }).default([]).describe('Reverse proxies whose X-Forwarded-For is believed; from anyone else it is ignored.'),

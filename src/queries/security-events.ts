@@ -39,6 +39,19 @@ export function createSecurityEventQueries(db: Knex) {
         user_agent: (r.user_agent as string | null) ?? null, detail: (r.detail as string | null) ?? null,
       }));
     },
+    /**
+     * Deletes the events before `at`, a batch at a time (a long-neglected table must not be locked for one
+     * huge delete), up to `maxBatches`; returns how many went.
+     */
+    async deleteBefore(at: number, batch = 5000, maxBatches = 100): Promise<number> {
+      let deleted = 0;
+      for (let i = 0; i < maxBatches; i += 1) {
+        const n = await table().whereIn('id', db('security_events').select('id').where('at', '<', at).orderBy('at').limit(batch)).delete();
+        deleted += n;
+        if (n < batch) break;
+      }
+      return deleted;
+    },
   };
 }
 

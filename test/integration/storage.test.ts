@@ -16,7 +16,9 @@ import { createFindAccount } from '../../src/oidc/account.js';
 import { createReadAhead } from '../../src/oidc/read-ahead.js';
 import { loadOrCreateKeys } from '../../src/oidc/keys.js';
 import { createOidcPayloadQueries, findManySql, type PayloadRow } from '../../src/queries/oidc-payloads.js';
-import type { Clock } from '../../src/clock.js';
+import { epochSeconds, type Clock } from '../../src/clock.js';
+import { cleanUp } from '../../src/services.js';
+import { createSecurityEventQueries } from '../../src/queries/security-events.js';
 import { createEnrollmentQueries } from '../../src/queries/enrollment.js';
 import { createPasskeyQueries, type PasskeyRow } from '../../src/queries/passkeys.js';
 import { createRecoveryCodeQueries } from '../../src/queries/recovery-codes.js';
@@ -603,6 +605,42 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       backend = two.url;
       const done = await browser.submit(login, '/login', { login: 'dave', password: 'dave-password-1' });
       expect(callbackOf(done).searchParams.get('code')).toEqual(expect.any(String));
+    });
+  });
+
+  // An operator-audit finding: the security events were kept forever.
+  describe('the periodic clean-up', () => {
+    let database: TestDatabase;
+    let idp: TestIdp;
+    const time = movableClock();
+    beforeAll(async () => {
+      database = await createTestDatabase(kind);
+      idp = await startIdp(database, { clock: time.clock, extra: { audit: { retention_days: 30 } } });
+    });
+    afterAll(async () => {
+      await idp?.close();
+      await database?.dispose();
+    });
+
+    it('forgets security events past audit.retention_days, a batch at a time, and keeps the rest', async () => {
+      const { audit } = idp.app.services;
+      for (let i = 0; i < 7; i += 1) await audit.record({ type: 'sign_in', outcome: 'failure', username: `old-${i}` });
+      time.advance(20 * 86_400);
+      await audit.record({ type: 'sign_in', outcome: 'failure', username: 'recent' });
+      time.advance(11 * 86_400);
+      // The seven are 31 days old, the recent one 11: only the seven go.
+      await cleanUp(idp.app.services, { db: idp.db, clock: time.clock, config: idp.config });
+      expect((await audit.list()).map((e) => e.username)).toEqual(['recent']);
+      // In batches: three of two, then the last one.
+      for (let i = 0; i < 5; i += 1) await audit.record({ type: 'sign_in', outcome: 'failure', username: `later-${i}` });
+      time.advance(31 * 86_400);
+      expect(await createSecurityEventQueries(idp.db).deleteBefore(epochSeconds(time.clock) - 30 * 86_400, 2)).toBe(6);
+      expect(await audit.list()).toEqual([]);
+      // 0 keeps every event.
+      await audit.record({ type: 'sign_in', outcome: 'failure', username: 'kept' });
+      time.advance(10_000 * 86_400);
+      expect(await audit.prune(0)).toBe(0);
+      expect((await audit.list()).map((e) => e.username)).toEqual(['kept']);
     });
   });
 });
