@@ -303,6 +303,11 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
   router.post('/interaction/:uid/enroll/totp', async (ctx) => {
     // The finish of a setup begun (the page with the secret) while the factors were fresh.
     const { form, state } = await postedStep(ctx, ENROLL_FINISH_SECONDS);
+    // The same form sent again after it succeeded (a reload of the recovery-codes page, the back button):
+    // the app is set up, so on with the sign-in where it stands, rather than an error page. The codes are
+    // not shown again (they are stored hashed); the account page makes new ones.
+    if (!(state.step.kind === 'enroll' && state.step.methods.includes('totp'))
+      && state.progress.factors.some((f) => f.method === 'otp')) return backToStep(ctx, state.interaction.uid);
     assertThat(state.step.kind === 'enroll' && state.step.methods.includes('totp'),
       new AppError('invalid_request', TOTP_SETUP_NOT_EXPECTED));
     const user = state.user!;
