@@ -4,7 +4,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { createSecretBox } from '../auth/secret-box.js';
 import { decodeKey, generatedKeyFile, loadSecretKey } from '../config/secret-key.js';
 import { replacedKeyLifetime, rotateSecretKey, rotateSigningKeys, signingKeySets } from '../oidc/keys.js';
@@ -25,68 +24,25 @@ import { createSecurityEventQueries } from '../queries/security-events.js';
 import { createThrottleQueries } from '../queries/throttle.js';
 import { silentLogger } from '../log.js';
 import { closeBcryptPool } from '../auth/bcrypt-pool.js';
-
-/** `30m`, `24h`, `7d` → seconds. */
-function parseDuration(text: string): number {
-  const match = /^(\d+)\s*([smhd])$/.exec(text.trim());
-  if (!match) throw new UsageError(`--since: expected a duration like 30m, 24h or 7d, got ${JSON.stringify(text)}`);
-  return Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[match[2] as 's' | 'm' | 'h' | 'd'];
-}
-
-const USAGE = `usage: npm run idp -- <command>
-
-  users add <username> --email <email> [--name <display name>] [--password-stdin]
-  users list
-  users set-password <username> [--password-stdin]
-  users disable <username>
-  users enable <username>
-  users delete <username>
-  users unlock <username>
-  users sign-out <username>
-  audit [--user <username>] [--since <duration, e.g. 30m, 24h, 7d>] [--json]
-  secrets rotate [--new-key-file <path>]
-  keys list [--json]
-  keys rotate
-  migrate [--unlock]
-
-Without --password-stdin the password is asked for on the terminal, without echo.`;
-
-class UsageError extends Error {}
+import { parseCommandLine, parseDuration, USAGE, UsageError } from './command-line.js';
 
 /** What a change ended, for the operator (sign-out.ts). */
 const signedOut = (ended: number) => `; signed out everywhere (${ended} ${ended === 1 ? 'session, grant or token' : 'sessions, grants and tokens'} revoked)`;
 
-function positional(args: string[], count: number, what: string): string[] {
-  if (args.length !== count) throw new UsageError(`expected ${what}`);
-  return args;
-}
-
 async function run(argv: string[], out: (line: string) => void): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      email: { type: 'string' },
-      name: { type: 'string' },
-      'password-stdin': { type: 'boolean', default: false },
-      user: { type: 'string' },
-      since: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      'new-key-file': { type: 'string' },
-      unlock: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  const [group, command, ...rest] = positionals;
-  if (values.help || !group) {
+  const line = parseCommandLine(argv);
+  if (line.help) {
     out(USAGE);
     return;
+  }
+  const { command, args: [username], options: values } = line;
+  if (command === 'secrets rotate' && !values['new-key-file'] && (process.env.IDP_SECRET_KEY || process.env.IDP_SECRET_KEY_FILE)) {
+    throw new UsageError('--new-key-file <path> is required when the key comes from IDP_SECRET_KEY or IDP_SECRET_KEY_FILE');
   }
   const config = loadConfig();
   const db: Db = connect(config);
   try {
-    if (group === 'migrate') {
-      positional([command, ...rest].filter((x): x is string => x !== undefined), 0, 'no arguments after migrate');
+    if (command === 'migrate') {
       if (values.unlock) {
         await freeMigrationLock(db);
         out(`freed the migration lock of ${describeDatabase(config)} (only for a process that stopped while it migrated)`);
@@ -102,46 +58,38 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
     const cliEvent = (type: EventType, user: { id: string; username: string }) =>
       audit.record({ type, outcome: 'success', userId: user.id, username: user.username, userAgent: 'idp CLI' });
 
-    if (group === 'keys') {
+    if (command === 'keys rotate') {
       const lifetime = replacedKeyLifetime(config);
-      if (command === 'rotate' && rest.length === 0) {
-        const id = await rotateSigningKeys(db, systemClock);
-        const [active, previous] = await signingKeySets(db, Math.floor(Date.now() / 1000), lifetime);
-        out(`new signing keys ${id} are active (${active!.keys.map((k) => `${k.alg} ${k.kid}`).join(', ')})`);
-        if (previous) out(`the previous keys stay published until ${new Date(previous.retiresAt! * 1000).toISOString()}`);
-        out(`running instances switch within keys.reload_seconds (${config.keys.reload_seconds} s)`);
-        return;
-      }
-      if (command === 'list' && rest.length === 0) {
-        const sets = await signingKeySets(db, Math.floor(Date.now() / 1000), lifetime);
-        if (values.json) {
-          for (const set of sets) {
-            out(JSON.stringify({
-              id: set.id, status: set.status, created: new Date(set.createdAt * 1000).toISOString(),
-              retires: set.retiresAt ? new Date(set.retiresAt * 1000).toISOString() : undefined,
-              keys: set.keys.map((k) => ({ kid: k.kid, alg: k.alg })),
-            }));
-          }
-          return;
-        }
-        for (const set of sets) {
-          const when = set.status === 'active' ? '' : set.status === 'published' ? ` until ${new Date(set.retiresAt! * 1000).toISOString()}` : ` since ${new Date(set.retiresAt! * 1000).toISOString()}`;
-          out(`${set.id}  ${set.status}${when}  created ${new Date(set.createdAt * 1000).toISOString()}`);
-          for (const key of set.keys) out(`    ${String(key.alg).padEnd(6)} ${key.kid}`);
-        }
-        return;
-      }
-      throw new UsageError(`unknown command: ${positionals.join(' ')}`);
+      const id = await rotateSigningKeys(db, systemClock);
+      const [active, previous] = await signingKeySets(db, Math.floor(Date.now() / 1000), lifetime);
+      out(`new signing keys ${id} are active (${active!.keys.map((k) => `${k.alg} ${k.kid}`).join(', ')})`);
+      if (previous) out(`the previous keys stay published until ${new Date(previous.retiresAt! * 1000).toISOString()}`);
+      out(`running instances switch within keys.reload_seconds (${config.keys.reload_seconds} s)`);
+      return;
     }
-    if (group === 'secrets') {
-      if (command !== 'rotate' || rest.length > 0) throw new UsageError(`unknown command: ${positionals.join(' ')}`);
+    if (command === 'keys list') {
+      const sets = await signingKeySets(db, Math.floor(Date.now() / 1000), replacedKeyLifetime(config));
+      if (values.json) {
+        for (const set of sets) {
+          out(JSON.stringify({
+            id: set.id, status: set.status, created: new Date(set.createdAt * 1000).toISOString(),
+            retires: set.retiresAt ? new Date(set.retiresAt * 1000).toISOString() : undefined,
+            keys: set.keys.map((k) => ({ kid: k.kid, alg: k.alg })),
+          }));
+        }
+        return;
+      }
+      for (const set of sets) {
+        const when = set.status === 'active' ? '' : set.status === 'published' ? ` until ${new Date(set.retiresAt! * 1000).toISOString()}` : ` since ${new Date(set.retiresAt! * 1000).toISOString()}`;
+        out(`${set.id}  ${set.status}${when}  created ${new Date(set.createdAt * 1000).toISOString()}`);
+        for (const key of set.keys) out(`    ${String(key.alg).padEnd(6)} ${key.kid}`);
+      }
+      return;
+    }
+    if (command === 'secrets rotate') {
       const warn = { ...silentLogger, warn: (msg: string) => { process.stderr.write(`idp: ${msg}\n`); } };
       const current = loadSecretKey(process.env, config.data_dir, warn);
-      const fromEnv = !!(process.env.IDP_SECRET_KEY || process.env.IDP_SECRET_KEY_FILE);
       const target = values['new-key-file'];
-      if (!target && fromEnv) {
-        throw new UsageError('--new-key-file <path> is required when the key comes from IDP_SECRET_KEY or IDP_SECRET_KEY_FILE');
-      }
       const newKeyPath = target ?? `${generatedKeyFile(config.data_dir)}.new`;
       let newKey: Buffer;
       if (existsSync(newKeyPath)) {
@@ -160,8 +108,7 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
         : `replaced ${generatedKeyFile(config.data_dir)}; restart the server`);
       return;
     }
-    if (group === 'audit') {
-      if (command !== undefined) throw new UsageError('audit takes options only');
+    if (command === 'audit') {
       const user = values.user ? await service.find(values.user) : undefined;
       const since = values.since ? Math.floor(Date.now() / 1000) - parseDuration(values.since) : undefined;
       const events = await audit.list({ userId: user?.id, since, limit: 1000 });
@@ -179,20 +126,16 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       }
       return;
     }
-    if (group !== 'users' || !command) throw new UsageError(`unknown command: ${positionals.join(' ')}`);
     const password = () => (values['password-stdin'] ? readPasswordFromStdin() : promptNewPassword());
 
     switch (command) {
-      case 'add': {
-        const [username] = positional(rest, 1, 'users add <username> --email <email>');
-        if (!values.email) throw new UsageError('users add needs --email <email>');
-        const user = await service.add({ username: username!, email: values.email, name: values.name, password: await password() });
+      case 'users add': {
+        const user = await service.add({ username: username!, email: values.email!, name: values.name, password: await password() });
         await cliEvent('cli_user_added', user);
         out(`added ${user.username} <${user.email}> (id ${user.id})`);
         return;
       }
-      case 'list': {
-        positional(rest, 0, 'no arguments after users list');
+      case 'users list': {
         const users = await service.list();
         if (users.length === 0) {
           out('no users yet: add one with  npm run idp -- users add <username> --email <email>');
@@ -205,49 +148,43 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
         for (const row of [header, ...rows]) out(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
         return;
       }
-      case 'set-password': {
-        const [username] = positional(rest, 1, 'users set-password <username>');
+      case 'users set-password': {
         const user = await service.find(username!);
         const ended = await service.setPassword(username!, await password());
         await cliEvent('cli_password_set', user);
         out(`password changed for ${user.username}${signedOut(ended)}`);
         return;
       }
-      case 'disable':
-      case 'enable': {
-        const [username] = positional(rest, 1, `users ${command} <username>`);
+      case 'users disable':
+      case 'users enable': {
+        const disable = command === 'users disable';
         const user = await service.find(username!);
-        const ended = await service.setDisabled(username!, command === 'disable');
-        await cliEvent(command === 'disable' ? 'cli_user_disabled' : 'cli_user_enabled', user);
-        out(`${command}d ${user.username}${command === 'disable' ? signedOut(ended) : ''}`);
+        const ended = await service.setDisabled(username!, disable);
+        await cliEvent(disable ? 'cli_user_disabled' : 'cli_user_enabled', user);
+        out(`${disable ? 'disabled' : 'enabled'} ${user.username}${disable ? signedOut(ended) : ''}`);
         return;
       }
-      case 'delete': {
-        const [username] = positional(rest, 1, 'users delete <username>');
+      case 'users delete': {
         const user = await service.find(username!);
         const ended = await service.remove(username!);
         await cliEvent('cli_user_deleted', user);
         out(`deleted ${user.username}${signedOut(ended)}`);
         return;
       }
-      case 'sign-out': {
-        const [username] = positional(rest, 1, 'users sign-out <username>');
+      case 'users sign-out': {
         const user = await service.find(username!);
         const ended = await service.signOutEverywhere(username!);
         await cliEvent('cli_signed_out', user);
         out(`${user.username}${signedOut(ended)}`);
         return;
       }
-      case 'unlock': {
-        const [username] = positional(rest, 1, 'users unlock <username>');
+      case 'users unlock': {
         const user = await service.find(username!);
         const cleared = await createThrottle({ queries: createThrottleQueries(db), clock: systemClock, policy: config.throttle }).unlock(user);
         await cliEvent('cli_user_unlocked', user);
         out(cleared > 0 ? `unlocked ${user.username}` : `${user.username} was not locked`);
         return;
       }
-      default:
-        throw new UsageError(`unknown command: users ${command}`);
     }
   } finally {
     await db.destroy();
@@ -264,7 +201,6 @@ run(process.argv.slice(2), (line) => process.stdout.write(`${line}\n`)).then(() 
   let message: string;
   if (err instanceof ConfigError) message = err.message;
   else if (err instanceof AppError || err instanceof UsageError) message = err.message;
-  else if (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) message = err.message;
   else message = `failed: ${err instanceof Error ? err.message : String(err)}`;
   process.stderr.write(`idp: ${message}${err instanceof UsageError ? '\n\n' + USAGE : ''}\n`);
   process.exit(1);

@@ -1,7 +1,7 @@
 /** The operator's command line, run as the operator runs it (compiled, in a child process), on every database. */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import bcrypt from 'bcryptjs';
 import { projectRoot } from '../../src/paths.js';
@@ -22,12 +22,51 @@ describe.each(databaseKinds())('idp CLI on %s', (kind) => {
   });
   afterAll(async () => { await database?.dispose(); });
 
-  const idp = (args: string[], input?: string) => {
+  const idp = (args: string[], input?: string, envOf: Record<string, string> = env) => {
     const result = spawnSync(process.execPath, [path.join(projectRoot, 'dist', 'src', 'cli', 'main.js'), ...args], {
-      env, input: input ?? '', encoding: 'utf8', timeout: 30_000,
+      env: envOf, input: input ?? '', encoding: 'utf8', timeout: 30_000,
     });
     return { code: result.status, out: result.stdout, err: result.stderr.replace(/.*Unsupported runtime.*\n/, '') };
   };
+
+  it('refuses a command line it cannot run before it touches the data directory or the database', async () => {
+    const fresh = await createTestDatabase(kind);
+    try {
+      const dataDir = path.join(fresh.target.data_dir, 'not-yet');
+      const freshEnv: Record<string, string> = { ...env, IDP_DATA_DIR: dataDir };
+      if (fresh.target.database_url) freshEnv.DATABASE_URL = fresh.target.database_url;
+      const refusals: Array<[string[], string]> = [
+        [['bogus'], 'idp: unknown command: bogus'],
+        [['users', 'frobnicate'], 'idp: unknown command: users frobnicate'],
+        [['users', 'list', '--email', 'x@example.com'], 'idp: users list does not take --email'],
+        [['keys', 'rotate', '--json'], 'idp: keys rotate does not take --json'],
+        [['users', 'disable'], 'idp: expected users disable <username>'],
+        [['users', 'disable', 'a', 'b'], 'idp: expected users disable <username>'],
+        [['migrate', 'now'], 'idp: expected migrate [--unlock]'],
+        [['users', 'add', 'ivy', '--password-stdin'], 'idp: users add needs --email <email>'],
+        [['audit', '--bogus'], "idp: Unknown option '--bogus'"],
+      ];
+      for (const [args, line] of refusals) {
+        const refused = idp(args, '', freshEnv);
+        expect({ args, code: refused.code, first: refused.err.split('\n')[0], usage: refused.err.split('\n')[2] })
+          .toEqual({ args, code: 1, first: line, usage: 'usage: npm run idp -- <command>' });
+        expect(refused.out).toBe('');
+      }
+      expect(existsSync(dataDir)).toBe(false);
+      if (fresh.target.database_url) {
+        const db = connect(fresh.target);
+        try {
+          expect(await db('information_schema.tables').where({ table_schema: 'public' }).count({ n: '*' })).toEqual([{ n: '0' }]);
+        } finally {
+          await db.destroy();
+        }
+      }
+      // A valid command still migrates a fresh database first (the Quick start's `users add`).
+      expect(idp(['users', 'list'], '', freshEnv)).toMatchObject({ code: 0, err: '' });
+    } finally {
+      await fresh.dispose();
+    }
+  });
 
   it('stops quietly when its output is piped into a reader that stops early (| head)', async () => {
     expect(idp(['migrate'])).toMatchObject({ code: 0 });
