@@ -9,7 +9,7 @@ import { decodeKey, generatedKeyFile, loadSecretKey } from '../config/secret-key
 import { replacedKeyLifetime, rotateSecretKey, rotateSigningKeys, signingKeySets } from '../oidc/keys.js';
 import { systemClock } from '../clock.js';
 import { ConfigError, loadConfig } from '../config/load.js';
-import { connect, describeDatabase, type Db } from '../db/connect.js';
+import { connect, describeDatabase, reachDatabase, type Db } from '../db/connect.js';
 import { freeMigrationLock, migrate } from '../db/migrate.js';
 import { AppError } from '../errors.js';
 import { createUserService } from '../auth/users.js';
@@ -40,8 +40,11 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
     throw new UsageError('--new-key-file <path> is required when the key comes from IDP_SECRET_KEY or IDP_SECRET_KEY_FILE');
   }
   const config = loadConfig();
-  const db: Db = connect(config);
+  // knex's own messages (an "Acquire connection error" with its stack) are not for the operator: a
+  // database that cannot be reached is one line (reachDatabase).
+  const db: Db = connect(config, silentLogger);
   try {
+    await reachDatabase(db, config);
     if (command === 'migrate') {
       if (values.unlock) {
         await freeMigrationLock(db);

@@ -8,6 +8,7 @@ import knex, { type Knex } from 'knex';
 import { namePgStatements, type PgConnection } from './pg-direct.js';
 import { sqliteClient } from './sqlite-thread.js';
 import type { Logger } from '../log.js';
+import { AppError } from '../errors.js';
 
 export type Db = Knex;
 
@@ -30,6 +31,36 @@ export function describeDatabase(target: DbTarget): string {
     return `PostgreSQL ${u.hostname}:${u.port || 5432}${u.pathname}`;
   }
   return `SQLite ${path.join(target.data_dir, 'idp.sqlite')}`;
+}
+
+/** Where the database is, for a message: the URL with any password masked (`postgres://app:***@db/idp`). */
+export function databaseLocation(target: DbTarget): string {
+  if (!isPostgres(target.database_url)) return describeDatabase(target);
+  try {
+    const url = new URL(target.database_url);
+    if (url.password) url.password = '***';
+    for (const key of [...url.searchParams.keys()]) if (/pass/i.test(key)) url.searchParams.set(key, '***');
+    return url.toString();
+  } catch {
+    return 'DATABASE_URL (not a valid URL)';
+  }
+}
+
+/**
+ * Opens one connection and gives it back, so that a database that cannot be reached (refused, unknown
+ * host, no such database, a wrong password) is one sentence naming it, before any command starts work.
+ */
+export async function reachDatabase(db: Db, target: DbTarget): Promise<void> {
+  let connection: unknown;
+  try {
+    connection = await db.client.acquireConnection();
+  } catch (err) {
+    // Node's connect to a name with several addresses fails with an AggregateError whose message is empty.
+    const causes = err instanceof AggregateError && err.errors.length ? err.errors : [err];
+    const reason = [...new Set(causes.map((e) => (e instanceof Error ? e.message || (e as { code?: string }).code || e.name : String(e)).split('\n')[0]))].join('; ');
+    throw new AppError('database_unreachable', `cannot reach the database (${databaseLocation(target)}): ${reason}`, { cause: err });
+  }
+  await db.client.releaseConnection(connection);
 }
 
 /**

@@ -68,6 +68,27 @@ describe.each(databaseKinds())('idp CLI on %s', (kind) => {
     }
   });
 
+  it('says in one line, without its password, that the database cannot be reached', () => {
+    const unreachable = [{ url: 'postgres://postgres:a-secret@127.0.0.1:1/x', reason: /connect ECONNREFUSED 127\.0\.0\.1:1/ }];
+    if (database.target.database_url) {
+      const missing = new URL(database.target.database_url);
+      missing.pathname = '/no_such_database';
+      missing.password = 'a-secret';
+      unreachable.push({ url: missing.toString(), reason: /database "no_such_database" does not exist/ });
+    }
+    for (const { url, reason } of unreachable) {
+      const failed = idp(['users', 'list'], '', { ...env, DATABASE_URL: url });
+      expect(failed.code).toBe(1);
+      // knex printed "Acquire connection error" with a stack trace to standard output.
+      expect(failed.out).toBe('');
+      const lines = failed.err.split('\n').filter(Boolean);
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain(`idp: cannot reach the database (${url.replace(':a-secret@', ':***@')}): `);
+      expect(lines[0]).toMatch(reason);
+      expect(failed.err).not.toContain('a-secret');
+    }
+  });
+
   it('stops quietly when its output is piped into a reader that stops early (| head)', async () => {
     expect(idp(['migrate'])).toMatchObject({ code: 0 });
     const db = connect(database.target);
