@@ -17,7 +17,7 @@ import { createUserQueries } from '../queries/users.js';
 import { createSignOut } from '../auth/sign-out.js';
 import { createOidcPayloadQueries } from '../queries/oidc-payloads.js';
 import { createSignInProgressQueries } from '../queries/sign-in-progress.js';
-import { promptNewPassword, readPasswordFromStdin } from './password-input.js';
+import { Cancelled, promptNewPassword, readPasswordFromStdin } from './password-input.js';
 import { createAudit, type EventType } from '../auth/audit.js';
 import { createThrottle } from '../auth/throttle.js';
 import { createSecurityEventQueries } from '../queries/security-events.js';
@@ -201,6 +201,11 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err;
 });
 run(process.argv.slice(2), (line) => process.stdout.write(`${line}\n`)).then(() => process.exit(0), (err: unknown) => {
+  if (err instanceof Cancelled) {
+    // 128 + SIGINT, as a shell reports a command that Ctrl-C ended.
+    process.stderr.write('idp: cancelled\n');
+    process.exit(130);
+  }
   let message: string;
   if (err instanceof ConfigError) message = err.message;
   else if (err instanceof AppError || err instanceof UsageError) message = err.message;

@@ -10,6 +10,13 @@ export async function readPasswordFromStdin(stdin: NodeJS.ReadableStream = proce
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
+/** The operator ended a prompt (Ctrl-C, or Ctrl-D on an empty line): nothing was done. */
+export class Cancelled extends Error {
+  constructor() {
+    super('cancelled');
+  }
+}
+
 function promptHidden(question: string): Promise<string> {
   let muted = false;
   const output = new Writable({
@@ -19,8 +26,19 @@ function promptHidden(question: string): Promise<string> {
     },
   });
   const rl = createInterface({ input: process.stdin, output, terminal: true });
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
+    let answered = false;
+    // The terminal is raw while readline reads it, so Ctrl-C reaches readline, not the process; with no
+    // listener readline only pauses and the command hangs. Ctrl-C, and Ctrl-D on an empty line (which
+    // closes readline), abort the command.
+    rl.on('SIGINT', () => rl.close());
+    rl.on('close', () => {
+      if (answered) return;
+      process.stderr.write('\n');
+      reject(new Cancelled());
+    });
     rl.question(question, (answer) => {
+      answered = true;
       rl.close();
       process.stderr.write('\n');
       resolve(answer);

@@ -9,6 +9,37 @@ import { connect } from '../../src/db/connect.js';
 import { createUserQueries } from '../../src/queries/users.js';
 import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
 
+/**
+ * Runs a command on a pseudo-terminal (python3's pty module), as an operator at a terminal does: once the
+ * output shows `Password: `, types the keys given and waits for the command to end (killing it after 15 s).
+ * Prints what the terminal showed; exits with the command's status.
+ */
+const ON_A_TERMINAL = `
+import os, pty, select, signal, sys, time
+keys = sys.argv[1].encode()
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+shown, typed, deadline = b'', False, time.time() + 15
+while time.time() < deadline:
+    if select.select([fd], [], [], 0.1)[0]:
+        try:
+            data = os.read(fd, 1024)
+        except OSError:
+            break
+        if not data:
+            break
+        shown += data
+    if not typed and b'Password: ' in shown:
+        os.write(fd, keys)
+        typed = True
+else:
+    os.kill(pid, signal.SIGKILL)
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(shown.decode(errors='replace'))
+sys.exit(os.waitstatus_to_exitcode(status))
+`;
+
 describe.each(databaseKinds())('idp CLI on %s', (kind) => {
   let database: TestDatabase;
   let env: Record<string, string>;
@@ -86,6 +117,25 @@ describe.each(databaseKinds())('idp CLI on %s', (kind) => {
       expect(lines[0]).toContain(`idp: cannot reach the database (${url.replace(':a-secret@', ':***@')}): `);
       expect(lines[0]).toMatch(reason);
       expect(failed.err).not.toContain('a-secret');
+    }
+  });
+
+  it('ends the command, adding no one, when the operator presses Ctrl-C at the password prompt', async () => {
+    const cli = path.join(projectRoot, 'dist', 'src', 'cli', 'main.js');
+    for (const [keys, username] of [['half-typed\u0003', 'kira'], ['\u0004', 'lena']] as const) {
+      const typed = spawnSync('python3', ['-c', ON_A_TERMINAL, keys, process.execPath, cli, 'users', 'add', username, '--email', `${username}@example.com`], {
+        env, encoding: 'utf8', timeout: 30_000,
+      });
+      expect({ status: typed.status, stderr: typed.stderr }).toEqual({ status: 130, stderr: '' });
+      // What the terminal shows, without readline's cursor movements: nothing typed, one line.
+      const shown = typed.stdout.replace(/.*Unsupported runtime.*\r?\n/, '').replace(/\u001b\[[0-9;]*[A-Za-z]/g, '');
+      expect(shown).toBe('Password: \r\nidp: cancelled\r\n');
+    }
+    const db = connect(database.target);
+    try {
+      expect(await createUserQueries(db).existing('kira', 'lena@example.com')).toEqual({ username: false, email: false });
+    } finally {
+      await db.destroy();
     }
   });
 
