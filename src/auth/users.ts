@@ -54,19 +54,30 @@ export function createUserService(deps: { users: UserQueries; policy: PasswordPo
     return user;
   }
 
+  /**
+   * The new user's identifiers normalised and checked, and found free: before a password is asked for, so
+   * that no one types one twice to learn the username was taken. add() checks again, and its insert has
+   * the last word (a concurrent add).
+   */
+  async function checkNew(input: Omit<NewUser, 'password'>): Promise<{ username: string; email: string; name: string | null }> {
+    const username = normaliseUsername(input.username);
+    const email = normaliseEmail(input.email);
+    assertThat(USERNAME.test(username), new AppError('invalid_username',
+      'username must be 1-64 characters: letters, digits, ".", "_" or "-", starting with a letter or digit'));
+    assertThat(isEmail(email), new AppError('invalid_email', `not an e-mail address: ${JSON.stringify(email)}`));
+    const name = input.name?.trim() || null;
+    assertThat(name === null || ([...name].length <= 200 && !NAME_UNSAFE.test(name)),
+      new AppError('invalid_name', 'the name must be one line of at most 200 characters, without control characters'));
+    const taken = await users.existing(username, email);
+    assertThat(!taken.username, new AppError('duplicate_username', `a user named ${username} already exists`, { status: 409 }));
+    assertThat(!taken.email, new AppError('duplicate_email', `a user with e-mail ${email} already exists`, { status: 409 }));
+    return { username, email, name };
+  }
+
   return {
+    checkNew,
     async add(input: NewUser): Promise<UserRow> {
-      const username = normaliseUsername(input.username);
-      const email = normaliseEmail(input.email);
-      assertThat(USERNAME.test(username), new AppError('invalid_username',
-        'username must be 1-64 characters: letters, digits, ".", "_" or "-", starting with a letter or digit'));
-      assertThat(isEmail(email), new AppError('invalid_email', `not an e-mail address: ${JSON.stringify(email)}`));
-      const name = input.name?.trim() || null;
-      assertThat(name === null || ([...name].length <= 200 && !NAME_UNSAFE.test(name)),
-        new AppError('invalid_name', 'the name must be one line of at most 200 characters, without control characters'));
-      const taken = await users.existing(username, email);
-      assertThat(!taken.username, new AppError('duplicate_username', `a user named ${username} already exists`, { status: 409 }));
-      assertThat(!taken.email, new AppError('duplicate_email', `a user with e-mail ${email} already exists`, { status: 409 }));
+      const { username, email, name } = await checkNew(input);
       const now = epochSeconds(clock);
       const user: UserRow = {
         id: randomUUID(),

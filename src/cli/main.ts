@@ -133,7 +133,9 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
 
     switch (command) {
       case 'users add': {
-        const user = await service.add({ username: username!, email: values.email!, name: values.name, password: await password() });
+        const identity = { username: username!, email: values.email!, name: values.name };
+        await service.checkNew(identity);
+        const user = await service.add({ ...identity, password: await password() });
         await cliEvent('cli_user_added', user);
         out(`added ${user.username} <${user.email}> (id ${user.id})`);
         return;

@@ -139,6 +139,23 @@ describe.each(databaseKinds())('idp CLI on %s', (kind) => {
     }
   });
 
+  it('checks the new user’s username, e-mail and name, and that they are free, before it asks for a password', () => {
+    expect(idp(['users', 'add', 'mona', '--email', 'mona@example.com', '--password-stdin'], 'mona-password-1').code).toBe(0);
+    // No --password-stdin and no terminal: a command that reached the password would say so instead.
+    const refusals: Array<[string[], string]> = [
+      [['users', 'add', 'Mona'], 'idp: a user named mona already exists'],
+      [['users', 'add', 'mona2', '--email', 'MONA@example.com'], 'idp: a user with e-mail mona@example.com already exists'],
+      [['users', 'add', 'no spaces'], 'idp: username must be 1-64 characters: letters, digits, ".", "_" or "-", starting with a letter or digit'],
+      [['users', 'add', 'nora', '--email', 'nora.example.com'], 'idp: not an e-mail address: "nora.example.com"'],
+      [['users', 'add', 'nora', '--name', 'Nora\nRoot'], 'idp: the name must be one line of at most 200 characters, without control characters'],
+    ];
+    for (const [args, line] of refusals) {
+      const withEmail = args.includes('--email') ? args : [...args, '--email', 'nora@example.com'];
+      const refused = idp(withEmail);
+      expect({ args, code: refused.code, err: refused.err.trim() }).toEqual({ args, code: 1, err: line });
+    }
+  });
+
   it('stops quietly when its output is piped into a reader that stops early (| head)', async () => {
     expect(idp(['migrate'])).toMatchObject({ code: 0 });
     const db = connect(database.target);
