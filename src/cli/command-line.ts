@@ -12,6 +12,7 @@ const OPTIONS = {
   'password-stdin': { type: 'boolean' },
   user: { type: 'string' },
   since: { type: 'string' },
+  limit: { type: 'string' },
   json: { type: 'boolean' },
   'new-key-file': { type: 'string' },
   unlock: { type: 'boolean' },
@@ -24,6 +25,7 @@ export interface Options {
   'password-stdin'?: boolean;
   user?: string;
   since?: string;
+  limit?: string;
   json?: boolean;
   'new-key-file'?: string;
   unlock?: boolean;
@@ -47,7 +49,7 @@ const COMMANDS = {
   'users delete': { usage: 'users delete <username>', args: 1, options: [] },
   'users unlock': { usage: 'users unlock <username>', args: 1, options: [] },
   'users sign-out': { usage: 'users sign-out <username>', args: 1, options: [] },
-  audit: { usage: 'audit [--user <username>] [--since <duration, e.g. 30m, 24h, 7d>] [--json]', args: 0, options: ['user', 'since', 'json'] },
+  audit: { usage: 'audit [--user <username>] [--since <duration, e.g. 30m, 24h, 7d>] [--limit <n>] [--json]', args: 0, options: ['user', 'since', 'limit', 'json'] },
   'secrets rotate': { usage: 'secrets rotate [--new-key-file <path>]', args: 0, options: ['new-key-file'] },
   'keys list': { usage: 'keys list [--json]', args: 0, options: ['json'] },
   'keys rotate': { usage: 'keys rotate', args: 0, options: [] },
@@ -69,6 +71,13 @@ export function parseDuration(text: string): number {
   const match = /^(\d+)\s*([smhd])$/.exec(text.trim());
   if (!match) throw new UsageError(`--since: expected a duration like 30m, 24h or 7d, got ${JSON.stringify(text)}`);
   return Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[match[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+/** A positive whole number of events. */
+export function parseLimit(text: string): number {
+  const limit = /^[1-9][0-9]*$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(limit)) throw new UsageError(`--limit: expected a positive whole number, got ${JSON.stringify(text)}`);
+  return limit;
 }
 
 export function parseCommandLine(argv: string[]): CommandLine {
@@ -102,5 +111,6 @@ export function parseCommandLine(argv: string[]): CommandLine {
   const options = given as Options;
   if (command === 'users add' && !options.email) throw new UsageError('users add needs --email <email>');
   if (options.since !== undefined) parseDuration(options.since);
+  if (options.limit !== undefined) parseLimit(options.limit);
   return { help: false, command, args, options };
 }

@@ -12,7 +12,7 @@ import { ConfigError, loadConfig } from '../config/load.js';
 import { connect, describeDatabase, reachDatabase, type Db } from '../db/connect.js';
 import { freeMigrationLock, migrate } from '../db/migrate.js';
 import { AppError } from '../errors.js';
-import { createUserService } from '../auth/users.js';
+import { createUserService, normaliseUsername } from '../auth/users.js';
 import { createUserQueries } from '../queries/users.js';
 import { createSignOut } from '../auth/sign-out.js';
 import { createOidcPayloadQueries } from '../queries/oidc-payloads.js';
@@ -24,7 +24,7 @@ import { createSecurityEventQueries } from '../queries/security-events.js';
 import { createThrottleQueries } from '../queries/throttle.js';
 import { silentLogger } from '../log.js';
 import { closeBcryptPool } from '../auth/bcrypt-pool.js';
-import { parseCommandLine, parseDuration, USAGE, UsageError } from './command-line.js';
+import { parseCommandLine, parseDuration, parseLimit, USAGE, UsageError } from './command-line.js';
 
 /** What a change ended, for the operator (sign-out.ts). */
 const signedOut = (ended: number) => `; signed out everywhere (${ended} ${ended === 1 ? 'session, grant or token' : 'sessions, grants and tokens'} revoked)`;
@@ -112,21 +112,26 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       return;
     }
     if (command === 'audit') {
-      const user = values.user ? await service.find(values.user) : undefined;
+      // A user deleted since is still in the events, by the username recorded with them.
+      const username = values.user === undefined ? undefined : normaliseUsername(values.user);
+      const user = username === undefined ? undefined : await createUserQueries(db).findByUsername(username);
       const since = values.since ? Math.floor(Date.now() / 1000) - parseDuration(values.since) : undefined;
-      const events = await audit.list({ userId: user?.id, since, limit: 1000 });
+      const limit = values.limit ? parseLimit(values.limit) : 1000;
+      // One more than shown, to know whether there are more: the cap is said, never silent (on stderr, so
+      // that --json output stays JSON lines).
+      const found = await audit.list({ ...(user ? { userId: user.id } : { username }), since, limit: limit + 1 });
+      const events = found.slice(0, limit);
       if (values.json) {
         for (const e of events) out(JSON.stringify({ ...e, time: new Date(e.at * 1000).toISOString(), detail: e.detail ? JSON.parse(e.detail) : undefined }));
-        return;
-      }
-      if (events.length === 0) {
+      } else if (events.length === 0) {
         out('no security events');
-        return;
+      } else {
+        for (const e of events) {
+          out([new Date(e.at * 1000).toISOString(), e.type, e.outcome, e.username ?? e.user_id ?? '-', e.client_id ?? '-', e.ip ?? '-',
+            e.detail ?? ''].join('  '));
+        }
       }
-      for (const e of events) {
-        out([new Date(e.at * 1000).toISOString(), e.type, e.outcome, e.username ?? e.user_id ?? '-', e.client_id ?? '-', e.ip ?? '-',
-          e.detail ?? ''].join('  '));
-      }
+      if (found.length > limit) process.stderr.write(`idp: showing the newest ${limit} events; use --limit or --since for more\n`);
       return;
     }
     const password = () => (values['password-stdin'] ? readPasswordFromStdin() : promptNewPassword());

@@ -26,9 +26,11 @@ export function createSecurityEventQueries(db: Knex) {
     async insert(row: SecurityEventRow): Promise<void> {
       await run.write(INSERT, COLUMNS.map((c) => row[c]));
     },
-    async list(filter: { userId?: string; since?: number; limit?: number } = {}): Promise<SecurityEventRow[]> {
+    /** Newest first; `username` matches the name recorded with the event (that of a user deleted since). */
+    async list(filter: { userId?: string; username?: string; since?: number; limit?: number } = {}): Promise<SecurityEventRow[]> {
       const q = table().select('*').orderBy([{ column: 'at', order: 'desc' }, { column: 'id', order: 'desc' }]);
       if (filter.userId) q.where({ user_id: filter.userId });
+      if (filter.username !== undefined) q.where({ username: filter.username });
       if (filter.since !== undefined) q.where('at', '>=', filter.since);
       if (filter.limit) q.limit(filter.limit);
       const rows: Record<string, unknown>[] = await q;

@@ -156,6 +156,43 @@ describe.each(databaseKinds())('idp CLI on %s', (kind) => {
     }
   });
 
+  it('audit --user finds a deleted user’s events by the username recorded with them', () => {
+    expect(idp(['users', 'add', 'olga', '--email', 'olga@example.com', '--password-stdin'], 'olga-password-1').code).toBe(0);
+    expect(idp(['users', 'delete', 'olga']).code).toBe(0);
+    const deleted = idp(['audit', '--user', 'Olga']);
+    expect(deleted).toMatchObject({ code: 0, err: '' });
+    expect(deleted.out.split('\n').filter(Boolean).map((l) => l.split('  ').slice(1, 4))).toEqual([
+      ['cli_user_deleted', 'success', 'olga'], ['cli_user_added', 'success', 'olga'],
+    ]);
+    expect(idp(['audit', '--user', 'olga', '--limit', '2'])).toMatchObject({ code: 0, err: '' });
+  });
+
+  it('audit says when it shows only the newest events (1000 unless --limit says otherwise), on stderr', async () => {
+    const db = connect(database.target);
+    try {
+      const at = Math.floor(Date.now() / 1000);
+      const rows = Array.from({ length: 1001 }, (_, i) => ({ at: at - i, type: 'sign_in', outcome: 'failure', username: `capped${i}` }));
+      for (let i = 0; i < rows.length; i += 500) await db('security_events').insert(rows.slice(i, i + 500));
+    } finally {
+      await db.destroy();
+    }
+    const capped = idp(['audit', '--json']);
+    expect(capped.code).toBe(0);
+    expect(capped.err).toBe('idp: showing the newest 1000 events; use --limit or --since for more\n');
+    const lines = capped.out.split('\n').filter(Boolean);
+    expect(lines).toHaveLength(1000);
+    expect(lines.every((line) => typeof JSON.parse(line).type === 'string')).toBe(true);
+
+    const two = idp(['audit', '--limit', '2']);
+    expect(two.out.split('\n').filter(Boolean)).toHaveLength(2);
+    expect(two.err).toBe('idp: showing the newest 2 events; use --limit or --since for more\n');
+    for (const limit of ['0', '-1', '1.5', 'ten']) {
+      const refused = idp(['audit', `--limit=${limit}`]);
+      expect({ limit, code: refused.code, first: refused.err.split('\n')[0] })
+        .toEqual({ limit, code: 1, first: `idp: --limit: expected a positive whole number, got ${JSON.stringify(limit)}` });
+    }
+  });
+
   it('stops quietly when its output is piped into a reader that stops early (| head)', async () => {
     expect(idp(['migrate'])).toMatchObject({ code: 0 });
     const db = connect(database.target);
