@@ -11,7 +11,7 @@ export type EventType =
   | 'sign_in' | 'factor_verified' | 'lockout' | 'factor_enrolled' | 'factor_removed' | 'recovery_code_used'
   | 'recovery_codes_regenerated' | 'password_changed' | 'passkey_renamed'
   | 'cli_user_added' | 'cli_user_deleted' | 'cli_user_disabled' | 'cli_user_enabled' | 'cli_password_set' | 'cli_user_unlocked'
-  | 'cli_signed_out' | 'signed_out_elsewhere'
+  | 'cli_signed_out' | 'cli_ip_unlocked' | 'signed_out_elsewhere'
   | 'secrets_rotated';
 
 export interface RequestFacts {

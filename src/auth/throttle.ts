@@ -9,7 +9,7 @@ import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { AppError } from '../errors.js';
 import type { ThrottleQueries } from '../queries/throttle.js';
-import { ipv6Groups } from '../ip.js';
+import { canonicalIp, ipv6Groups } from '../ip.js';
 
 export interface ThrottlePolicy {
   /** Consecutive failures before back-off starts. */
@@ -58,6 +58,17 @@ export function addressBucket(ip: string): string {
   const groups = ipv6Groups(ip);
   return groups ? `${groups.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64` : ip;
 }
+
+/** A throttle key that counts failures or blocks, as the operator sees it (`throttle list`). */
+export type ThrottleEntry = {
+  failures: number;
+  /** When the key lets attempts through again, if it does not now. */
+  blockedUntil: number | null;
+} & (
+  | { kind: 'ip'; address: string }
+  /** A factor of one user (`userId`), of a login as typed (`login`: known or not), or of usernameless passkey sign-ins from one address (`anonymous`). */
+  | { kind: 'user'; factor: string; userId?: string; login?: string; anonymous?: string }
+);
 
 export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; policy: ThrottlePolicy; onRefused?: (scope: 'account' | 'ip') => void }) {
   const { queries, clock, policy } = deps;
@@ -134,6 +145,50 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
       const prefixes = [`acct:${user.id}:`, ...[user.username, user.email].map((login) => `acct:login:${login.toLowerCase()}:`)];
       const cleared = await Promise.all(prefixes.map((prefix) => queries.resetPrefix(prefix, now())));
       return cleared.reduce((sum, n) => sum + n, 0);
+    },
+    /**
+     * Every key that counts failures or blocks now: users' factors (consecutive failures, back-off,
+     * lock) and addresses with failures in the current window (blocked once they reach ip_max_failures,
+     * until the window ends).
+     */
+    async list(): Promise<ThrottleEntry[]> {
+      const at = now();
+      const window = Math.floor(at / policy.ip_window_seconds);
+      const entries: ThrottleEntry[] = [];
+      for (const { key, failures, blocked_until: until } of await queries.listActive(at)) {
+        const blockedUntil = until !== null && until > at ? until : null;
+        if (key.startsWith('ip:')) {
+          // ip:<address or /64>:<window>; an IPv6 range holds colons itself.
+          const cut = key.lastIndexOf(':');
+          if (Number(key.slice(cut + 1)) !== window || failures <= 0) continue;
+          entries.push({ kind: 'ip', address: key.slice(3, cut), failures,
+            blockedUntil: failures >= policy.ip_max_failures ? (window + 1) * policy.ip_window_seconds : null });
+        } else if (key.startsWith('acct:')) {
+          // acct:<subject>:<factor>, the subject a user id, login:<login> or anonymous:<address>.
+          const cut = key.lastIndexOf(':');
+          const subject = key.slice(5, cut);
+          const factor = key.slice(cut + 1);
+          const who = subject.startsWith('login:') ? { login: subject.slice(6) }
+            : subject.startsWith('anonymous:') ? { anonymous: subject.slice(10) } : { userId: subject };
+          entries.push({ kind: 'user', factor, ...who, failures, blockedUntil });
+        }
+      }
+      return entries;
+    },
+    /**
+     * Operator unlock of an address (for IPv6 the /64 it falls in: the unit the limit counts), and of
+     * the usernameless passkey sign-ins from exactly that address. Returns what it cleared, and whether
+     * any of it was blocking.
+     */
+    async unlockAddress(ip: string): Promise<{ address: string; wasBlocked: boolean; cleared: number }> {
+      const canonical = canonicalIp(ip);
+      const address = addressBucket(canonical);
+      // Usernameless passkey sign-ins count under the address they came from (webauthn-api.ts).
+      const anonymous = `acct:anonymous:${canonical}:passkey`;
+      const [fromIp, passkeys] = await Promise.all([queries.read(ipKey(canonical)), queries.read(anonymous)]);
+      const wasBlocked = fromIp.failures >= policy.ip_max_failures || (passkeys.blocked_until ?? 0) > now();
+      const cleared = (await queries.resetPrefix(`ip:${address}:`, now())) + (await queries.resetPrefix(anonymous, now()));
+      return { address, wasBlocked, cleared };
     },
     deleteStale: () => queries.deleteStale(now() - 24 * 3600),
   };

@@ -2,6 +2,7 @@
  * The operator's command line, parsed and checked whole before anything reads the configuration or opens
  * the database: a typo must not create a data directory, a database file or a migration.
  */
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 
 export class UsageError extends Error {}
@@ -49,6 +50,8 @@ const COMMANDS = {
   'users delete': { usage: 'users delete <username>', args: 1, options: [] },
   'users unlock': { usage: 'users unlock <username>', args: 1, options: [] },
   'users sign-out': { usage: 'users sign-out <username>', args: 1, options: [] },
+  'throttle list': { usage: 'throttle list [--json]', args: 0, options: ['json'] },
+  'throttle unlock-ip': { usage: 'throttle unlock-ip <address>', args: 1, options: [] },
   audit: { usage: 'audit [--user <username>] [--since <duration, e.g. 30m, 24h, 7d>] [--limit <n>] [--json]', args: 0, options: ['user', 'since', 'limit', 'json'] },
   'secrets rotate': { usage: 'secrets rotate [--new-key-file <path>]', args: 0, options: ['new-key-file'] },
   'keys list': { usage: 'keys list [--json]', args: 0, options: ['json'] },
@@ -71,6 +74,14 @@ export function parseDuration(text: string): number {
   const match = /^(\d+)\s*([smhd])$/.exec(text.trim());
   if (!match) throw new UsageError(`--since: expected a duration like 30m, 24h or 7d, got ${JSON.stringify(text)}`);
   return Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[match[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+/** An IP address; an IPv6 one may name its /64 (as `throttle list` prints it). */
+export function parseAddress(text: string): string {
+  const address = text.replace(/\/64$/, '');
+  if (isIP(address) === 4 && address === text) return address;
+  if (isIP(address.replace(/%.*$/, '')) === 6) return address;
+  throw new UsageError(`throttle unlock-ip: not an IP address: ${JSON.stringify(text)}`);
 }
 
 /** A positive whole number of events. */
@@ -112,5 +123,6 @@ export function parseCommandLine(argv: string[]): CommandLine {
   if (command === 'users add' && !options.email) throw new UsageError('users add needs --email <email>');
   if (options.since !== undefined) parseDuration(options.since);
   if (options.limit !== undefined) parseLimit(options.limit);
+  if (command === 'throttle unlock-ip') parseAddress(args[0]!);
   return { help: false, command, args, options };
 }

@@ -24,7 +24,7 @@ import { createSecurityEventQueries } from '../queries/security-events.js';
 import { createThrottleQueries } from '../queries/throttle.js';
 import { silentLogger } from '../log.js';
 import { closeBcryptPool } from '../auth/bcrypt-pool.js';
-import { parseCommandLine, parseDuration, parseLimit, USAGE, UsageError } from './command-line.js';
+import { parseAddress, parseCommandLine, parseDuration, parseLimit, USAGE, UsageError } from './command-line.js';
 
 /** What a change ended, for the operator (sign-out.ts). */
 const signedOut = (ended: number) => `; signed out everywhere (${ended} ${ended === 1 ? 'session, grant or token' : 'sessions, grants and tokens'} revoked)`;
@@ -58,6 +58,7 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
     const signOut = createSignOut({ payloads: createOidcPayloadQueries(db), progress: createSignInProgressQueries(db), clock: systemClock });
     const service = createUserService({ users: createUserQueries(db), policy: config.password, clock: systemClock, signOut });
     const audit = createAudit({ events: createSecurityEventQueries(db), clock: systemClock, log: silentLogger });
+    const throttle = () => createThrottle({ queries: createThrottleQueries(db), clock: systemClock, policy: config.throttle });
     const cliEvent = (type: EventType, user: { id: string; username: string }) =>
       audit.record({ type, outcome: 'success', userId: user.id, username: user.username, userAgent: 'idp CLI' });
 
@@ -134,6 +135,43 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       if (found.length > limit) process.stderr.write(`idp: showing the newest ${limit} events; use --limit or --since for more\n`);
       return;
     }
+    if (command === 'throttle list') {
+      const entries = await throttle().list();
+      const users = createUserQueries(db);
+      const usernames = new Map<string, string | undefined>();
+      for (const entry of entries) {
+        if (entry.kind === 'user' && entry.userId && !usernames.has(entry.userId)) usernames.set(entry.userId, (await users.findById(entry.userId))?.username);
+      }
+      const rows = entries.map((entry) => ({
+        kind: entry.kind,
+        // The user's username; a login as typed (an e-mail address, or a name no user has); an address.
+        subject: entry.kind === 'ip' ? entry.address
+          : entry.userId ? usernames.get(entry.userId) ?? `deleted user ${entry.userId}`
+          : entry.login ?? `usernameless from ${entry.anonymous}`,
+        factor: entry.kind === 'user' ? entry.factor : undefined,
+        failures: entry.failures,
+        blocked_until: entry.blockedUntil === null ? null : new Date(entry.blockedUntil * 1000).toISOString(),
+      }));
+      if (values.json) {
+        for (const row of rows) out(JSON.stringify(row));
+        return;
+      }
+      if (rows.length === 0) {
+        out('no throttled users or addresses');
+        return;
+      }
+      const table = rows.map((r) => [r.kind, r.subject, r.factor ?? '-', String(r.failures), r.blocked_until ?? '-']);
+      const header = ['KIND', 'SUBJECT', 'FACTOR', 'FAILURES', 'BLOCKED UNTIL'];
+      const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
+      for (const row of [header, ...table]) out(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+      return;
+    }
+    if (command === 'throttle unlock-ip') {
+      const { address, wasBlocked, cleared } = await throttle().unlockAddress(parseAddress(line.args[0]!));
+      await audit.record({ type: 'cli_ip_unlocked', outcome: 'success', userAgent: 'idp CLI', detail: { address, was_blocked: wasBlocked } });
+      out(wasBlocked ? `unlocked ${address}` : cleared > 0 ? `${address} was not locked; its failure count starts over` : `${address} was not locked`);
+      return;
+    }
     const password = () => (values['password-stdin'] ? readPasswordFromStdin() : promptNewPassword());
 
     switch (command) {
@@ -190,7 +228,7 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       }
       case 'users unlock': {
         const user = await service.find(username!);
-        const cleared = await createThrottle({ queries: createThrottleQueries(db), clock: systemClock, policy: config.throttle }).unlock(user);
+        const cleared = await throttle().unlock(user);
         await cliEvent('cli_user_unlocked', user);
         out(cleared > 0 ? `unlocked ${user.username}` : `${user.username} was not locked`);
         return;

@@ -80,6 +80,12 @@ export function createThrottleQueries(db: Knex) {
         .andWhere((q) => q.where('failures', '>', 0).orWhereNotNull('blocked_until'))
         .update({ failures: 0, blocked_until: null, updated_at: now });
     },
+    /** The keys that count failures or are blocked at `now`, for the operator, by key. */
+    async listActive(now: number): Promise<Array<ThrottleRow & { key: string }>> {
+      const rows: Array<{ key: string; failures: unknown; blocked_until: unknown }> = await table().select('key', 'failures', 'blocked_until')
+        .where('failures', '>', 0).orWhere('blocked_until', '>', now).orderBy('key');
+      return rows.map((row) => ({ key: String(row.key), ...toRow(row) }));
+    },
     async deleteStale(before: number): Promise<number> {
       return table().where('updated_at', '<', before)
         .andWhere((q) => q.whereNull('blocked_until').orWhere('blocked_until', '<', before)).delete();

@@ -7,6 +7,9 @@ import bcrypt from 'bcryptjs';
 import { projectRoot } from '../../src/paths.js';
 import { connect } from '../../src/db/connect.js';
 import { createUserQueries } from '../../src/queries/users.js';
+import { createThrottleQueries } from '../../src/queries/throttle.js';
+import { createThrottle } from '../../src/auth/throttle.js';
+import { systemClock } from '../../src/clock.js';
 import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
 
 /**
@@ -47,7 +50,8 @@ describe.each(databaseKinds())('idp CLI on %s', (kind) => {
   beforeAll(async () => {
     database = await createTestDatabase(kind);
     const file = path.join(database.target.data_dir, 'cli.yaml');
-    writeFileSync(file, 'password:\n  bcrypt_cost: 4\n');
+    // Three failures block an address, in a window no test run straddles.
+    writeFileSync(file, 'password:\n  bcrypt_cost: 4\nthrottle:\n  ip_max_failures: 3\n  ip_window_seconds: 86400\n');
     env = { ...process.env as Record<string, string>, IDP_CONFIG: file, IDP_DATA_DIR: database.target.data_dir };
     if (database.target.database_url) env.DATABASE_URL = database.target.database_url;
   });
@@ -190,6 +194,49 @@ describe.each(databaseKinds())('idp CLI on %s', (kind) => {
       const refused = idp(['audit', `--limit=${limit}`]);
       expect({ limit, code: refused.code, first: refused.err.split('\n')[0] })
         .toEqual({ limit, code: 1, first: `idp: --limit: expected a positive whole number, got ${JSON.stringify(limit)}` });
+    }
+  });
+
+  it('lists what the throttle holds back, and ends an address’s block with throttle unlock-ip (IPv6: its /64)', async () => {
+    expect(idp(['users', 'add', 'pia', '--email', 'pia@example.com', '--password-stdin'], 'pia-password-1').code).toBe(0);
+    const db = connect(database.target);
+    try {
+      const throttle = createThrottle({ queries: createThrottleQueries(db), clock: systemClock,
+        policy: { backoff_after: 5, max_backoff_seconds: 900, lock_after: 20, lock_seconds: 3600, ip_max_failures: 3, ip_window_seconds: 86400 } });
+      const pia = (await createUserQueries(db).findByUsername('pia'))!;
+      for (let i = 0; i < 3; i++) await (await throttle.begin('pwd', 'login:ghost', `2001:db8:1:2::${i + 1}`)).failed();
+      for (let i = 0; i < 2; i++) await (await throttle.begin('otp', pia.id, '198.51.100.7')).failed();
+      await expect(throttle.begin('pwd', 'login:ghost', '2001:db8:1:2:aaaa::9')).rejects.toMatchObject({ scope: 'ip' });
+
+      const listed = idp(['throttle', 'list', '--json']);
+      expect(listed).toMatchObject({ code: 0, err: '' });
+      const entries = listed.out.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+      expect(entries).toEqual(expect.arrayContaining([
+        { kind: 'ip', subject: '2001:db8:1:2::/64', failures: 4, blocked_until: expect.stringMatching(/^\d{4}-/) },
+        { kind: 'ip', subject: '198.51.100.7', failures: 2, blocked_until: null },
+        { kind: 'user', subject: 'pia', factor: 'otp', failures: 2, blocked_until: null },
+        { kind: 'user', subject: 'ghost', factor: 'pwd', failures: 3, blocked_until: null },
+      ]));
+      expect(idp(['throttle', 'list']).out).toMatch(/^KIND\s+SUBJECT\s+FACTOR\s+FAILURES\s+BLOCKED UNTIL\n(.*\n)*ip\s+2001:db8:1:2::\/64\s+-\s+4\s+\d{4}-/);
+
+      expect(idp(['throttle', 'unlock-ip', '2001:DB8:1:2:ffff::1'])).toMatchObject({ code: 0, err: '', out: 'unlocked 2001:db8:1:2::/64\n' });
+      await (await throttle.begin('pwd', 'login:ghost', '2001:db8:1:2:aaaa::9')).failed();
+      expect(idp(['throttle', 'unlock-ip', '198.51.100.7'])).toMatchObject({ code: 0, out: '198.51.100.7 was not locked; its failure count starts over\n' });
+      expect(idp(['throttle', 'unlock-ip', '203.0.113.1'])).toMatchObject({ code: 0, out: '203.0.113.1 was not locked\n' });
+      const after = idp(['throttle', 'list', '--json']).out.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+      expect(after.filter((e) => e.kind === 'ip')).toEqual([{ kind: 'ip', subject: '2001:db8:1:2::/64', failures: 1, blocked_until: null }]);
+
+      const events = idp(['audit', '--json']).out.split('\n').filter(Boolean).map((line) => JSON.parse(line)).filter((e) => e.type === 'cli_ip_unlocked');
+      expect(events.map((e) => e.detail)).toEqual([
+        { address: '203.0.113.1', was_blocked: false }, { address: '198.51.100.7', was_blocked: false }, { address: '2001:db8:1:2::/64', was_blocked: true },
+      ]);
+    } finally {
+      await db.destroy();
+    }
+    for (const address of ['not-an-address', '198.51.100.7/24', '2001:db8::/48']) {
+      const refused = idp(['throttle', 'unlock-ip', address]);
+      expect({ address, code: refused.code, first: refused.err.split('\n')[0] })
+        .toEqual({ address, code: 1, first: `idp: throttle unlock-ip: not an IP address: ${JSON.stringify(address)}` });
     }
   });
 
