@@ -20,8 +20,11 @@ const SQL = {
         else cast(? as bigint) + (1 << (throttle.failures + 1 - ?))
       end
     where throttle.blocked_until is null or throttle.blocked_until <= ? returning failures, blocked_until`,
+  // Never below zero: an attempt given back after its count was started over (an operator's unlock, a new
+  // window) must not leave a credit of extra attempts.
   adjust: `insert into throttle (key, failures, blocked_until, updated_at) values (?, ?, null, ?)
-    on conflict (key) do update set failures = throttle.failures + excluded.failures, updated_at = excluded.updated_at
+    on conflict (key) do update set updated_at = excluded.updated_at,
+      failures = case when throttle.failures + ? < 0 then 0 else throttle.failures + ? end
     returning failures, blocked_until`,
   reset: 'update throttle set failures = 0, blocked_until = null, updated_at = ? where key = ?',
 };
@@ -62,9 +65,9 @@ export function createThrottleQueries(db: Knex) {
     async lock(key: string, until: number, failures: number, now: number): Promise<void> {
       await table().where({ key }).update({ blocked_until: until, failures, updated_at: now });
     },
-    /** Adds `delta` (which may be negative) without checking; returns the new count. One statement. */
+    /** Adds `delta` (which may be negative, the count staying at least 0); returns the new count. One statement. */
     async adjust(key: string, delta: number, now: number): Promise<number> {
-      return toRow(await run.get<Returned>(SQL.adjust, [key, delta, now])).failures;
+      return toRow(await run.get<Returned>(SQL.adjust, [key, Math.max(0, delta), now, delta, delta])).failures;
     },
     async blockUntil(key: string, until: number, now: number): Promise<void> {
       await table().where({ key }).andWhere((q) => q.whereNull('blocked_until').orWhere('blocked_until', '<', until))
