@@ -7,13 +7,16 @@ export class AppError extends Error {
   readonly code: string;
   readonly status: number;
   readonly expose: boolean;
+  /** Why, for the audit trail and the log only (never shown to the user): which check refused. */
+  readonly reason?: string;
 
-  constructor(code: string, message: string, options: { status?: number; expose?: boolean; cause?: unknown } = {}) {
+  constructor(code: string, message: string, options: { status?: number; expose?: boolean; cause?: unknown; reason?: string } = {}) {
     super(message, { cause: options.cause });
     this.name = 'AppError';
     this.code = code;
     this.status = options.status ?? 400;
     this.expose = options.expose ?? this.status < 500;
+    this.reason = options.reason;
   }
 }
 

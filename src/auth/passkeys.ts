@@ -79,7 +79,7 @@ export function createPasskeyService(deps: {
   const refused = (reason: string, fields: Record<string, unknown> = {}) => {
     // The user sees one generic message; the log says which check failed.
     log.info('passkey refused', { reason, ...fields });
-    return new AppError('passkey_failed', 'The passkey could not be verified. Please try again.', { status: 400 });
+    return new AppError('passkey_failed', 'The passkey could not be verified. Please try again.', { status: 400, reason });
   };
 
   return {

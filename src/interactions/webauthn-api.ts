@@ -110,7 +110,11 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
       verified = await services.passkeys.verifyAuthentication(challengeId(cookie, 'authentication', signIn.progress.uid), body);
     } catch (err) {
       const locked = await attempt.failed();
-      await services.audit.record({ type: 'sign_in', outcome: 'failure', userId: signIn.user?.id, ...facts, detail: { factor: 'passkey' } });
+      // Which check refused it (unknown credential, bad signature, …), for `idp audit`: the user is told only
+      // that it failed.
+      const detail: Record<string, string> = { factor: 'passkey' };
+      if (err instanceof AppError && err.reason) detail.reason = err.reason.slice(0, 200);
+      await services.audit.record({ type: 'sign_in', outcome: 'failure', userId: signIn.user?.id, ...facts, detail });
       if (locked) await services.audit.record({ type: 'lockout', outcome: 'success', userId: signIn.user?.id, ...facts, detail: { factor: 'passkey' } });
       throw err;
     } finally {

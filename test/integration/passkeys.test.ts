@@ -234,6 +234,10 @@ describe.each(databaseKinds())('passkeys on %s', (kind) => {
     it('refuses an assertion made for a lookalike origin', async () => {
       const s = await pendingSam();
       expectRefused(await s.verify(authenticator.get(s.options, { origin: 'https://127.0.0.1.evil.example' })));
+      // The audit trail says which check refused it (the user is told only that it failed).
+      const [event] = await idp.app.services.audit.list({ userId: (await idp.users.find('sam')).id, limit: 1 });
+      expect(event).toMatchObject({ type: 'sign_in', outcome: 'failure' });
+      expect(JSON.parse(event!.detail!)).toEqual({ factor: 'passkey', reason: expect.stringMatching(/origin/i) });
     });
 
     it('refuses an assertion with the wrong RP ID hash', async () => {
