@@ -183,11 +183,16 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
     async unlockAddress(ip: string): Promise<{ address: string; wasBlocked: boolean; cleared: number }> {
       const canonical = canonicalIp(ip);
       const address = addressBucket(canonical);
-      // Usernameless passkey sign-ins count under the address they came from (webauthn-api.ts).
-      const anonymous = `acct:anonymous:${canonical}:passkey`;
-      const [fromIp, passkeys] = await Promise.all([queries.read(ipKey(canonical)), queries.read(anonymous)]);
-      const wasBlocked = fromIp.failures >= policy.ip_max_failures || (passkeys.blocked_until ?? 0) > now();
-      const cleared = (await queries.resetPrefix(`ip:${address}:`, now())) + (await queries.resetPrefix(anonymous, now()));
+      // Usernameless passkey sign-ins count under the exact address they came from (webauthn-api.ts): those
+      // of every address in the bucket (an IPv6 /64, named by its network address, matches no client).
+      const anonymous = (await queries.listActive(now())).filter(({ key }) => {
+        const match = /^acct:anonymous:(.+):passkey$/.exec(key);
+        return match !== null && addressBucket(canonicalIp(match[1]!)) === address;
+      });
+      const fromIp = await queries.read(ipKey(canonical));
+      const wasBlocked = fromIp.failures >= policy.ip_max_failures || anonymous.some((row) => (row.blocked_until ?? 0) > now());
+      let cleared = await queries.resetPrefix(`ip:${address}:`, now());
+      for (const { key } of anonymous) cleared += await queries.resetPrefix(key, now());
       return { address, wasBlocked, cleared };
     },
     deleteStale: () => queries.deleteStale(now() - 24 * 3600),

@@ -122,6 +122,10 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       // that --json output stays JSON lines).
       const found = await audit.list({ ...(user ? { userId: user.id } : { username }), since, limit: limit + 1 });
       const events = found.slice(0, limit);
+      // A name typed wrong is an error, as it was before deleted users' events could be found.
+      if (username !== undefined && !user && events.length === 0) {
+        throw new AppError('no_such_user', `no user named ${username}, and no security event recorded with that name`);
+      }
       if (values.json) {
         for (const e of events) out(JSON.stringify({ ...e, time: new Date(e.at * 1000).toISOString(), detail: e.detail ? JSON.parse(e.detail) : undefined }));
       } else if (events.length === 0) {
@@ -245,16 +249,20 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code === 'EPIPE') process.exit(0);
   throw err;
 });
-run(process.argv.slice(2), (line) => process.stdout.write(`${line}\n`)).then(() => process.exit(0), (err: unknown) => {
+// Exits once what was written has left: process.exit drops output a pipe has not taken yet (past its
+// 64 KiB buffer, a long `audit --json | program` lost its end).
+const exit = (code: number) => process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
+run(process.argv.slice(2), (line) => process.stdout.write(`${line}\n`)).then(() => exit(0), (err: unknown) => {
   if (err instanceof Cancelled) {
     // 128 + SIGINT, as a shell reports a command that Ctrl-C ended.
     process.stderr.write('idp: cancelled\n');
-    process.exit(130);
+    exit(130);
+    return;
   }
   let message: string;
   if (err instanceof ConfigError) message = err.message;
   else if (err instanceof AppError || err instanceof UsageError) message = err.message;
   else message = `failed: ${err instanceof Error ? err.message : String(err)}`;
   process.stderr.write(`idp: ${message}${err instanceof UsageError ? '\n\n' + USAGE : ''}\n`);
-  process.exit(1);
+  exit(1);
 });

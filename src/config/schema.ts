@@ -194,7 +194,8 @@ export const configSchema = z.strictObject({
     ip_window_seconds: z.int().min(1).default(900),
   }).prefault({}),
   audit: z.strictObject({
-    retention_days: z.int({ error: 'expected a whole number of days' }).min(0, { error: 'must not be negative' }).default(400)
+    retention_days: z.int({ error: 'expected a whole number of days' }).min(0, { error: 'must not be negative' })
+      .max(36_500, { error: 'must be at most 36500 (a hundred years; 0 keeps events forever)' }).default(400)
       .describe('Days the security events (the audit trail) are kept; 0 keeps them forever. The default covers a yearly review.'),
   }).prefault({}),
   trusted_proxies: z.array(z.string().refine((v) => isIpOrCidr(v), { error: 'expected an IP address or CIDR range' }), {

@@ -42,7 +42,7 @@ export function databaseLocation(target: DbTarget): string {
     for (const key of [...url.searchParams.keys()]) if (/pass/i.test(key)) url.searchParams.set(key, '***');
     return url.toString();
   } catch {
-    return 'DATABASE_URL (not a valid URL)';
+    return 'DATABASE_URL, not a valid URL';
   }
 }
 

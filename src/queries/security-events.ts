@@ -30,7 +30,13 @@ export function createSecurityEventQueries(db: Knex) {
     async list(filter: { userId?: string; username?: string; since?: number; limit?: number } = {}): Promise<SecurityEventRow[]> {
       const q = table().select('*').orderBy([{ column: 'at', order: 'desc' }, { column: 'id', order: 'desc' }]);
       if (filter.userId) q.where({ user_id: filter.userId });
-      if (filter.username !== undefined) q.where({ username: filter.username });
+      // Not every event names its user (a failed sign-in records only the id): those of a user id that some
+      // event recorded with this name count too.
+      if (filter.username !== undefined) {
+        const name = filter.username;
+        q.where((w) => w.where({ username: name })
+          .orWhereIn('user_id', db('security_events').distinct('user_id').where({ username: name }).whereNotNull('user_id')));
+      }
       if (filter.since !== undefined) q.where('at', '>=', filter.since);
       if (filter.limit) q.limit(filter.limit);
       const rows: Record<string, unknown>[] = await q;

@@ -631,7 +631,7 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       // The seven are 31 days old, the recent one 11: only the seven go.
       await cleanUp(idp.app.services, { db: idp.db, clock: time.clock, config: idp.config });
       expect((await audit.list()).map((e) => e.username)).toEqual(['recent']);
-      // In batches: three of two, then the last one.
+      // In batches of two: three full ones, then an empty one that ends it.
       for (let i = 0; i < 5; i += 1) await audit.record({ type: 'sign_in', outcome: 'failure', username: `later-${i}` });
       time.advance(31 * 86_400);
       expect(await createSecurityEventQueries(idp.db).deleteBefore(epochSeconds(time.clock) - 30 * 86_400, 2)).toBe(6);

@@ -249,6 +249,10 @@ clients:
     const instances = Object.entries(compose.services).filter(([, service]) => service.build === '.');
     expect(instances.map(([name]) => name)).toEqual(['idp-1', 'idp-2']);
     const lb = compose.services.lb!;
+    // The balancer's own configuration, mounted: every instance behind it, taken out while /readyz says no.
+    expect(lb.volumes).toContain('./deploy/Caddyfile:/etc/caddy/Caddyfile:ro');
+    const caddyfile = readFileSync(path.join(projectRoot, 'deploy', 'Caddyfile'), 'utf8');
+    expect(caddyfile).toMatch(/^\s*health_uri \/readyz$/m);
     const lbAddress = (lb.networks as { idp: { ipv4_address: string } }).idp.ipv4_address;
     const [published] = lb.ports!;
     // `${NAME:-default}` as compose reads it, with nothing set.
@@ -256,7 +260,7 @@ clients:
     for (const [name, service] of instances) {
       expect([name, service.ports]).toEqual([name, undefined]);
       expect(service.volumes).toContain('./config:/app/config:ro');
-      expect(lb.command).toContain(`--to ${name}:3000`);
+      expect(caddyfile).toMatch(new RegExp(`reverse_proxy [^{]*\\b${name}:3000\\b`));
       const env = service.environment!;
       const config = loadConfig({ IDP_CONFIG: env.IDP_CONFIG, IDP_ISSUER: resolve(env.IDP_ISSUER!), DATABASE_URL: env.DATABASE_URL }, projectRoot);
       expect(config.issuer).toBe(`http://localhost:${published!.split(':')[0]}`);
