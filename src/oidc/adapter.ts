@@ -142,8 +142,3 @@ export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead 
     }
   };
 }
-
-/** Deletes expired rows; run periodically by the server. */
-export function deleteExpiredPayloads(db: Db, clock: Clock): Promise<number> {
-  return createOidcPayloadQueries(db).deleteExpired(epochSeconds(clock));
-}

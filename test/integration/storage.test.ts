@@ -11,7 +11,7 @@ import { statements } from '../../src/db/fast.js';
 import { migrate, pendingMigrations } from '../../src/db/migrate.js';
 import { migrations } from '../../migrations/index.js';
 import { migratedDb, migrateUpTo, createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
-import { createAdapterFactory, deleteExpiredPayloads } from '../../src/oidc/adapter.js';
+import { createAdapterFactory } from '../../src/oidc/adapter.js';
 import { createFindAccount } from '../../src/oidc/account.js';
 import { createReadAhead } from '../../src/oidc/read-ahead.js';
 import { loadOrCreateKeys } from '../../src/oidc/keys.js';
@@ -67,7 +67,7 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
 
       advance(3601);
       expect(await tokens.find('at-2')).toBeUndefined();
-      expect(await deleteExpiredPayloads(env.db, clock)).toBe(1);
+      expect(await createOidcPayloadQueries(env.db).deleteExpired(epochSeconds(clock))).toBe(1);
 
       await tokens.upsert('at-3', { accountId: 'a1' }, 60);
       await tokens.destroy('at-3');
