@@ -1,7 +1,5 @@
 /** Start-up: load config → open db → migrate → build app → listen; graceful shutdown. */
-import { existsSync } from 'node:fs';
 import { createServer, type ServerResponse } from 'node:http';
-import path from 'node:path';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type Config } from './config/load.js';
 import { connect, describeDatabase } from './db/connect.js';
@@ -11,13 +9,11 @@ import { loadSecretKey } from './config/secret-key.js';
 import { createLogger } from './log.js';
 import { cleanUp } from './services.js';
 import { validateClients } from './oidc/validate-clients.js';
-import { projectRoot } from './paths.js';
+import { cliCommand } from './paths.js';
 import { proxyWarning } from './http/client-ip.js';
 
 const CLEANUP_EVERY_MS = 10 * 60 * 1000;
 
-/** `npm run idp --` compiles first; where the compiler is not installed (the Docker image) run the output. */
-const cliCommand = () => (existsSync(path.join(projectRoot, 'node_modules', 'typescript')) ? 'npm run idp --' : 'node dist/src/cli/main.js');
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n`);

@@ -14,3 +14,10 @@ function findRoot(start: string): string {
 }
 
 export const projectRoot = findRoot(path.dirname(fileURLToPath(import.meta.url)));
+
+/**
+ * How an operator runs the command line here: `npm run idp --` compiles first, so where the compiler is not
+ * installed (the Docker image, a production install without dev dependencies) the compiled output.
+ */
+export const cliCommand = (): string =>
+  (existsSync(path.join(projectRoot, 'node_modules', 'typescript')) ? 'npm run idp --' : 'node dist/src/cli/main.js');

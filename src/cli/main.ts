@@ -24,6 +24,7 @@ import { createSecurityEventQueries } from '../queries/security-events.js';
 import { createThrottleQueries } from '../queries/throttle.js';
 import { silentLogger } from '../log.js';
 import { closeBcryptPool } from '../auth/bcrypt-pool.js';
+import { cliCommand } from '../paths.js';
 import { parseAddress, parseCommandLine, parseDuration, parseLimit, USAGE, UsageError } from './command-line.js';
 
 /** What a change ended, for the operator (sign-out.ts). */
@@ -190,7 +191,7 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       case 'users list': {
         const users = await service.list();
         if (users.length === 0) {
-          out('no users yet: add one with  npm run idp -- users add <username> --email <email>');
+          out(`no users yet: add one with  ${cliCommand()} users add <username> --email <email>`);
           return;
         }
         const rows = users.map((u) => [u.username, u.email, u.name ?? '', u.disabled ? 'disabled' : 'active',
