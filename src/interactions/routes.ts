@@ -55,6 +55,20 @@ const METHOD_TEXT: Record<Method, string> = {
 const FAILED = 'That did not work. Check the code and try again.';
 const TOTP_SETUP_NOT_EXPECTED = 'Setting up an authenticator app is not expected at this step.';
 
+/**
+ * The subject of the request's id_token_hint. oidc-provider verified its signature and issuer when the
+ * authorization request came in (the interaction's parameters are its stored copy), so it is only read.
+ */
+function hintedSubject(hint: unknown): string | undefined {
+  if (typeof hint !== 'string') return undefined;
+  try {
+    const { sub } = JSON.parse(Buffer.from(hint.split('.')[1] ?? '', 'base64url').toString('utf8')) as { sub?: unknown };
+    return typeof sub === 'string' ? sub : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function createInteractionRoutes(deps: InteractionDeps): Router {
   const { provider, csrf, services, states, clock } = deps;
   const router = createRouter();
@@ -96,6 +110,19 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     const result = states.loginResult(state);
     await services.progress.finish(state.progress.uid);
     states.release(ctx, state.progress.uid);
+    // OIDC Core §3.1.2.1: an id_token_hint names the user the app expects, and when another one signs in the
+    // answer SHOULD be an error: the app gets login_required, not a code for someone else (oidc-provider
+    // compares the hint with an existing session only, not with the user who signs in).
+    const hinted = hintedSubject(state.interaction.params.id_token_hint);
+    if (hinted !== undefined && hinted !== state.user!.id) {
+      await services.audit.record({
+        type: 'sign_in', outcome: 'refused', userId: state.user!.id, username: state.user!.username,
+        ...requestFacts(ctx, state.interaction.params.client_id), detail: { reason: 'id_token_hint_mismatch' },
+      });
+      const refused = { error: 'login_required', error_description: 'the user signed in with another account than id_token_hint names' };
+      redirectTo(ctx, await provider.interactionResult(ctx.req, ctx.res, refused, { mergeWithLastSubmission: false }));
+      return;
+    }
     await services.audit.record({
       type: 'sign_in', outcome: 'success', userId: state.user!.id, username: state.user!.username,
       ...requestFacts(ctx, state.interaction.params.client_id), detail: { acr: result.login.acr ?? '', amr: result.login.amr.join(' ') },
