@@ -86,6 +86,8 @@ export async function buildApp({ config, db, secretKey, clock = systemClock, log
   const states = createSignInStates({ provider, services, cookies, clock, interactionTtl: config.ttl.interaction });
   const accounts = createAccountSessions({ provider, services, clock, config });
 
+  // Every page names the provider as the operator does (views.ts reads it off the context).
+  (provider.context as { siteName?: string }).siteName = config.name;
   provider.on('server_error', (ctx, err) => log.error('oidc server error', {
     request_id: (ctx?.state as { requestId?: string } | undefined)?.requestId, error: String(err?.stack ?? err),
   }));

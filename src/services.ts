@@ -2,6 +2,7 @@
 import type { Clock } from './clock.js';
 import { epochSeconds } from './clock.js';
 import type { Config } from './config/load.js';
+import { DEFAULT_NAME } from './config/schema.js';
 import type { Db } from './db/connect.js';
 import type { Logger } from './log.js';
 import { createPasswordVerifier } from './auth/password.js';
@@ -32,16 +33,21 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
   const box = createSecretBox(deps.secretKey);
   const users = createUserQueries(db);
   const passkeyQueries = createPasskeyQueries(db);
-  const totp = createTotpService({ totp: createTotpQueries(db), box, clock, issuerName: new URL(config.issuer).host });
+  // The issuer authenticator apps show: the operator's name for this provider, else its host (several
+  // providers all called wrnexus-sso would look alike there).
+  const totpIssuer = config.name === DEFAULT_NAME ? new URL(config.issuer).host : config.name;
+  const totp = createTotpService({ totp: createTotpQueries(db), box, clock, issuerName: totpIssuer });
   const recovery = createRecoveryCodeService({ codes: createRecoveryCodeQueries(db), hash: createKeyedHash(deps.pepper), clock });
   const payloads = createOidcPayloadQueries(db);
   const progressQueries = createSignInProgressQueries(db);
   const enrollment = createEnrollmentQueries(db);
   const signOut = createSignOut({ payloads, progress: progressQueries, clock });
   const passkeys = createPasskeyService({
-    passkeys: passkeyQueries, challenges: createChallengeQueries(db), clock, issuer: config.issuer, rpName: 'wrnexus-sso', log,
+    passkeys: passkeyQueries, challenges: createChallengeQueries(db), clock, issuer: config.issuer, rpName: config.name, log,
   });
   return {
+    /** What people see this provider called (config `name`). */
+    siteName: config.name,
     box,
     users,
     userService: createUserService({ users, policy: config.password, clock, signOut }),

@@ -249,7 +249,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     const codes = await services.recovery.issueFirst(account.user.id);
     if (!codes) return renderAccount(ctx, await accounts.refreshed(account), { message: 'Authenticator app added.' });
     return renderPage(ctx, 'recovery-codes', {
-      title: 'Save your recovery codes', csrf: csrf.token(ctx), continueUrl: '/account', ...recoveryCodesView(account.user.username, codes),
+      title: 'Save your recovery codes', csrf: csrf.token(ctx), continueUrl: '/account', ...recoveryCodesView(config.name, account.user.username, codes),
     });
   });
 
@@ -279,7 +279,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     }
     await audit(ctx, account, { type: 'recovery_codes_regenerated' });
     return renderPage(ctx, 'recovery-codes', {
-      title: 'Save your recovery codes', csrf: csrf.token(ctx), continueUrl: '/account', ...recoveryCodesView(account.user.username, codes),
+      title: 'Save your recovery codes', csrf: csrf.token(ctx), continueUrl: '/account', ...recoveryCodesView(config.name, account.user.username, codes),
     });
   });
 

@@ -9,7 +9,7 @@ export const totpSetupView = (enrollment: TotpEnrollment) => ({
 });
 
 /** The recovery codes page: the codes and a text file of them to download. */
-export const recoveryCodesView = (username: string, codes: string[]) => ({
+export const recoveryCodesView = (siteName: string, username: string, codes: string[]) => ({
   codes,
-  download: `data:text/plain;charset=utf-8,${encodeURIComponent(`wrnexus-sso recovery codes for ${username}\n\n${codes.join('\n')}\n`)}`,
+  download: `data:text/plain;charset=utf-8,${encodeURIComponent(`${siteName} recovery codes for ${username}\n\n${codes.join('\n')}\n`)}`,
 });

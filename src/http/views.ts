@@ -71,5 +71,6 @@ export function renderPage(ctx: Context, name: string, data: PageData, status = 
   setPageHeaders(ctx, nonce);
   ctx.status = status;
   ctx.type = 'html';
-  ctx.body = eta.render(`./${name}`, { ...data, nonce });
+  // The provider's name (config `name`), set once on the app's context (app.ts).
+  ctx.body = eta.render(`./${name}`, { siteName: (ctx as { siteName?: string }).siteName ?? 'wrnexus-sso', ...data, nonce });
 }

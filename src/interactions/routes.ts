@@ -351,7 +351,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     const codes = await services.recovery.issueFirst(user.id);
     if (!codes) return backToStep(ctx, state.interaction.uid);
     return renderPage(ctx, 'recovery-codes', {
-      title: 'Save your recovery codes', ...common(ctx, state), ...recoveryCodesView(user.username, codes),
+      title: 'Save your recovery codes', ...common(ctx, state), ...recoveryCodesView(services.siteName, user.username, codes),
     });
   });
 

@@ -31,7 +31,7 @@ const EXPIRED = /authorization request has expired|interaction session not found
 /** What an error page of the library's endpoints tells a person (renderError). */
 export function friendlyError(error: string, description: string | undefined): string {
   if (description && EXPIRED.test(description)) return 'This sign-in has already finished or has expired. Go back to the app and start again.';
-  if (error === 'invalid_client') return 'The app that sent you here is not registered with wrnexus-sso. Tell the app’s administrator.';
+  if (error === 'invalid_client') return 'The app that sent you here is not registered here. Tell the app’s administrator.';
   if (error === 'invalid_redirect_uri') return 'The app that sent you here asked to come back to an address it has not registered. Tell the app’s administrator.';
   return description ?? 'The request could not be completed.';
 }

@@ -86,12 +86,19 @@ export async function startIdp(database: TestDatabase, options: {
     clients: options.clients ?? defaultClients(REDIRECT_URI),
     ...options.extra,
   }));
-  const config = loadConfig({
-    IDP_CONFIG: file,
-    IDP_ISSUER: options.issuer ?? `http://${options.host ?? '127.0.0.1'}:${port}`,
-    IDP_DATA_DIR: database.target.data_dir,
-    DATABASE_URL: database.target.database_url,
-  });
+  let config: Config;
+  try {
+    config = loadConfig({
+      IDP_CONFIG: file,
+      IDP_ISSUER: options.issuer ?? `http://${options.host ?? '127.0.0.1'}:${port}`,
+      IDP_DATA_DIR: database.target.data_dir,
+      DATABASE_URL: database.target.database_url,
+    });
+  } catch (err) {
+    // A refused configuration must not leave a listening socket behind either (jest would never exit).
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw err;
+  }
   const db = connect(config);
   let app: ReloadingApp;
   try {

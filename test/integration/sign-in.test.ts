@@ -230,7 +230,7 @@ describe.each(databaseKinds())('sign-in pages on %s', (kind) => {
     const html = { accept: 'text/html' };
     const unknown = await new Browser(idp.issuer).request(authorizeUrl(idp.issuer, { client_id: 'no-such-app', code_challenge: pkce().challenge, code_challenge_method: 'S256' }), { headers: html });
     expect(unknown.status).toBe(400);
-    expect(visibleText(unknown)).toContain('The app that sent you here is not registered with wrnexus-sso.');
+    expect(visibleText(unknown)).toContain('The app that sent you here is not registered here.');
     expect(visibleText(unknown)).toContain('invalid_client');
     const missing = await new Browser(idp.issuer).request('/no-such-page', { headers: html });
     expect(missing.status).toBe(404);
