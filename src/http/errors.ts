@@ -55,6 +55,14 @@ export function errorHandler(log: Logger) {
   // Not async: see securityHeaders (views.ts).
   return function handleErrors(ctx: Context, next: Next) {
     return next().then(() => {
+      // RFC 6749 §5.2: a client that may not use the grant type it sent is `unauthorized_client`;
+      // oidc-provider says invalid_request (lib/actions/token.js), which tells the client to fix the request.
+      if (ctx.status === 400 && ctx.path === '/token') {
+        const body = ctx.body as { error?: string; error_description?: string } | undefined;
+        if (body?.error === 'invalid_request' && body.error_description === 'requested grant type is not allowed for this client') {
+          body.error = 'unauthorized_client';
+        }
+      }
       // The JSON API answers in JSON also where no route answers: a path it does not have (404) or a
       // method its path does not take (405, Allow set by the router), which Koa would answer in plain text.
       // A page no route has, asked for by a browser: our page, not Koa's plain "Not Found".

@@ -483,6 +483,17 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
   // here redeemed one code several times on both stores (on SQLite while the consuming write waited for
   // its group commit; now it is a statement of its own, so there the requests no longer overlap at all
   // and PostgreSQL is the real race; the storage suite checks the arbiter itself on both stores).
+  // RFC 6749 §5.2 (a protocol-audit finding: oidc-provider answered invalid_request).
+  it('answers unauthorized_client to a client that sends a grant type it may not use', async () => {
+    const res = await fetch(`${idp.issuer}/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`service:${TEST_SECRET}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: 'whatever' }),
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ error: 'unauthorized_client', error_description: 'requested grant type is not allowed for this client' });
+  });
+
   // PostgreSQL refuses a NUL character in text: a token or id holding one must be "not found", not a 500.
   // (An interaction id reaches the database only after the signed interaction cookie matched it.)
   it('answers a NUL character in a token, code or client id with a 4xx', async () => {
