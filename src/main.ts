@@ -14,7 +14,6 @@ import { proxyWarning } from './http/client-ip.js';
 
 const CLEANUP_EVERY_MS = 10 * 60 * 1000;
 
-
 function fail(message: string): never {
   process.stderr.write(`${message}\n`);
   process.exit(1);

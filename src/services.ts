@@ -35,7 +35,8 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
   const passkeyQueries = createPasskeyQueries(db);
   // The issuer authenticator apps show: the operator's name for this provider, else its host (several
   // providers all called wrnexus-sso would look alike there).
-  const totpIssuer = config.name === DEFAULT_NAME ? new URL(config.issuer).host : config.name;
+  // The host name only: a port's colon would split the app's label (issuer:account) in the wrong place.
+  const totpIssuer = config.name === DEFAULT_NAME ? new URL(config.issuer).hostname : config.name;
   const totp = createTotpService({ totp: createTotpQueries(db), box, clock, issuerName: totpIssuer });
   const recovery = createRecoveryCodeService({ codes: createRecoveryCodeQueries(db), hash: createKeyedHash(deps.pepper), clock });
   const payloads = createOidcPayloadQueries(db);

@@ -4,6 +4,7 @@
  */
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
+import { cliCommand } from '../paths.js';
 
 export class UsageError extends Error {}
 
@@ -61,7 +62,7 @@ const COMMANDS = {
 
 export type CommandName = keyof typeof COMMANDS;
 
-export const USAGE = `usage: npm run idp -- <command>
+export const USAGE = `usage: ${cliCommand()} <command>
 
 ${Object.values(COMMANDS).map((spec) => `  ${spec.usage}`).join('\n')}
 

@@ -132,7 +132,9 @@ export const DEFAULT_NAME = 'wrnexus-sso';
 export const configSchema = z.strictObject({
   $schema: z.string().optional(),
   name: z.string({ error: 'expected a string' }).trim().min(1, { error: 'must not be empty' }).max(60, { error: 'must be at most 60 characters' })
-    .refine((value) => !/[\p{Cc}\p{Cf}]/u.test(value), { error: 'must be one line, without control or format characters' })
+    .refine((value) => !/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(value), { error: 'must be one line, without control or format characters' })
+    // The TOTP key URI's label is issuer:account, split at the first colon (Google Authenticator's Key Uri Format).
+    .refine((value) => !value.includes(':'), { error: 'must not contain a colon (authenticator apps split their labels at one)' })
     .default(DEFAULT_NAME)
     .describe('The name people see: the pages (title, heading, sign-out texts), passkey prompts (WebAuthn rp.name), authenticator apps (the TOTP issuer; with the default name, the issuer\'s host instead) and the recovery-code file.'),
   issuer: origin.optional().describe('Public URL of this provider; env IDP_ISSUER wins. Default http://localhost:$PORT.'),

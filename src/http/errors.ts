@@ -57,7 +57,7 @@ export function errorHandler(log: Logger) {
     return next().then(() => {
       // RFC 6749 §5.2: a client that may not use the grant type it sent is `unauthorized_client`;
       // oidc-provider says invalid_request (lib/actions/token.js), which tells the client to fix the request.
-      if (ctx.status === 400 && ctx.path === '/token') {
+      if (ctx.status === 400 && (ctx as { oidc?: { route?: string } }).oidc?.route === 'token') {
         const body = ctx.body as { error?: string; error_description?: string } | undefined;
         if (body?.error === 'invalid_request' && body.error_description === 'requested grant type is not allowed for this client') {
           body.error = 'unauthorized_client';

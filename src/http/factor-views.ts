@@ -11,5 +11,7 @@ export const totpSetupView = (enrollment: TotpEnrollment) => ({
 /** The recovery codes page: the codes and a text file of them to download. */
 export const recoveryCodesView = (siteName: string, username: string, codes: string[]) => ({
   codes,
+  // `Acme Sign-in` → Acme-Sign-in-recovery-codes.txt
+  filename: `${siteName.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'sign-in'}-recovery-codes.txt`,
   download: `data:text/plain;charset=utf-8,${encodeURIComponent(`${siteName} recovery codes for ${username}\n\n${codes.join('\n')}\n`)}`,
 });

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Eta } from 'eta';
 import type { Context, Next } from 'koa';
 import { projectRoot } from '../paths.js';
+import { DEFAULT_NAME } from '../config/schema.js';
 
 const eta = new Eta({ views: path.join(projectRoot, 'views'), cache: process.env.NODE_ENV !== 'development', autoEscape: true });
 
@@ -72,5 +73,5 @@ export function renderPage(ctx: Context, name: string, data: PageData, status = 
   ctx.status = status;
   ctx.type = 'html';
   // The provider's name (config `name`), set once on the app's context (app.ts).
-  ctx.body = eta.render(`./${name}`, { siteName: (ctx as { siteName?: string }).siteName ?? 'wrnexus-sso', ...data, nonce });
+  ctx.body = eta.render(`./${name}`, { siteName: (ctx as { siteName?: string }).siteName ?? DEFAULT_NAME, ...data, nonce });
 }

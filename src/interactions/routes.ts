@@ -99,6 +99,8 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
    * stored under a fresh cookie and the browser goes on to the next step.
    */
   async function advance(ctx: Context, state: SignInState, user: UserRow, factor: VerifiedFactor, notice?: string) {
+    // As soon as the user is known, before any other step (a recovery code spent, an app enrolled).
+    if (hintRefused(state, user.id)) return refuseHint(ctx, state, user, factor.method);
     const progress = { ...services.progress.withFactor(state.progress, user.id, factor), ...(notice ? { notice } : {}) };
     const next = await states.evaluate(state.interaction, progress, user);
     if (next.step.kind === 'done' && !progress.notice) return finish(ctx, next);
@@ -106,23 +108,32 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     return backToStep(ctx, state.interaction.uid);
   }
 
-  async function finish(ctx: Context, state: SignInState) {
-    const result = states.loginResult(state);
+  /**
+   * OIDC Core §3.1.2.1: an id_token_hint names the user the app expects, and when another one signs in the
+   * answer SHOULD be an error: the app gets login_required, not a code for someone else (oidc-provider
+   * compares the hint with an existing session only, not with the user who signs in). A hint whose subject
+   * cannot be read refuses too.
+   */
+  const hintRefused = (state: SignInState, userId: string) => {
+    const hint = state.interaction.params.id_token_hint;
+    return typeof hint === 'string' && hintedSubject(hint) !== userId;
+  };
+  async function refuseHint(ctx: Context, state: SignInState, user: UserRow, factor: string) {
     await services.progress.finish(state.progress.uid);
     states.release(ctx, state.progress.uid);
-    // OIDC Core §3.1.2.1: an id_token_hint names the user the app expects, and when another one signs in the
-    // answer SHOULD be an error: the app gets login_required, not a code for someone else (oidc-provider
-    // compares the hint with an existing session only, not with the user who signs in).
-    const hinted = hintedSubject(state.interaction.params.id_token_hint);
-    if (hinted !== undefined && hinted !== state.user!.id) {
-      await services.audit.record({
-        type: 'sign_in', outcome: 'refused', userId: state.user!.id, username: state.user!.username,
-        ...requestFacts(ctx, state.interaction.params.client_id), detail: { reason: 'id_token_hint_mismatch' },
-      });
-      const refused = { error: 'login_required', error_description: 'the user signed in with another account than id_token_hint names' };
-      redirectTo(ctx, await provider.interactionResult(ctx.req, ctx.res, refused, { mergeWithLastSubmission: false }));
-      return;
-    }
+    await services.audit.record({
+      type: 'sign_in', outcome: 'refused', userId: user.id, username: user.username, ...requestFacts(ctx, state.interaction.params.client_id),
+      detail: { factor, reason: 'id_token_hint_mismatch', expected_user_id: hintedSubject(state.interaction.params.id_token_hint) ?? '' },
+    });
+    const refused = { error: 'login_required', error_description: 'the user signed in with another account than id_token_hint names' };
+    redirectTo(ctx, await provider.interactionResult(ctx.req, ctx.res, refused, { mergeWithLastSubmission: false }));
+  }
+
+  async function finish(ctx: Context, state: SignInState) {
+    const result = states.loginResult(state);
+    if (hintRefused(state, state.user!.id)) return refuseHint(ctx, state, state.user!, result.login.amr.at(-1) ?? 'unknown');
+    await services.progress.finish(state.progress.uid);
+    states.release(ctx, state.progress.uid);
     await services.audit.record({
       type: 'sign_in', outcome: 'success', userId: state.user!.id, username: state.user!.username,
       ...requestFacts(ctx, state.interaction.params.client_id), detail: { acr: result.login.acr ?? '', amr: result.login.amr.join(' ') },
@@ -166,6 +177,8 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
 
   async function renderStep(ctx: Context, state: SignInState, opts: { error?: string; method?: string; login?: string } = {}, status = 200) {
     const { step } = state;
+    // A user identified by a passkey (its API) reaches the next step here.
+    if (state.user && hintRefused(state, state.user.id)) return refuseHint(ctx, state, state.user, 'passkey');
     if (state.progress.notice === 'recovery_used' && step.kind === 'done') {
       const remaining = await services.recovery.remaining(state.user!.id);
       return renderPage(ctx, 'recovery-used', { title: 'Recovery code used', ...common(ctx, state), remaining }, status);

@@ -39,7 +39,9 @@ describe.each(databaseKinds())('id_token_hint on %s', (kind) => {
     expect(Object.fromEntries(answer.searchParams)).toMatchObject({ error: 'login_required' });
     expect(answer.searchParams.has('code')).toBe(false);
     const [refused] = await idp.app.services.audit.list({ userId: (await idp.users.find('hintb')).id, limit: 1 });
-    expect(refused).toMatchObject({ type: 'sign_in', outcome: 'refused', detail: JSON.stringify({ reason: 'id_token_hint_mismatch' }) });
+    expect(refused).toMatchObject({ type: 'sign_in', outcome: 'refused' });
+    // Refused as soon as the password named another user, before any second step.
+    expect(JSON.parse(refused!.detail!)).toEqual({ factor: 'pwd', reason: 'id_token_hint_mismatch', expected_user_id: (await idp.users.find('hinta')).id });
 
     // With prompt=none the library says so at once.
     const silent = await b.get((await startAuthorization(rp, { id_token_hint: tokensA.id_token!, prompt: 'none' })).url);

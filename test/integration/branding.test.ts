@@ -34,7 +34,9 @@ describe('the provider’s name', () => {
     expect((await named.app.services.passkeys.registrationOptions('brand-reg', user)).rp.name).toBe('Acme Sign-in');
     const totp = await named.app.services.totp.startEnrollment(user.id, 'brand');
     expect(new URL(totp.uri).searchParams.get('issuer')).toBe('Acme Sign-in');
-    expect(decodeURIComponent(recoveryCodesView(named.app.services.siteName, 'brand', ['a']).download)).toContain('Acme Sign-in recovery codes for brand');
+    const file = recoveryCodesView(named.app.services.siteName, 'brand', ['a']);
+    expect(decodeURIComponent(file.download)).toContain('Acme Sign-in recovery codes for brand');
+    expect(file.filename).toBe('Acme-Sign-in-recovery-codes.txt');
   });
 
   it('defaults to wrnexus-sso, with the issuer’s host for authenticator apps (so two providers differ there)', async () => {
@@ -42,11 +44,15 @@ describe('the provider’s name', () => {
     expect(page.body).toContain('<title>Sign in · wrnexus-sso</title>');
     const user = await unnamed.users.add({ username: 'plain', email: 'plain@example.com', password: 'plain-password-1' });
     const totp = await unnamed.app.services.totp.startEnrollment(user.id, 'plain');
-    expect(new URL(totp.uri).searchParams.get('issuer')).toBe(new URL(unnamed.issuer).host);
+    // The host name without the port: a colon would split the app's label (issuer:account) in the wrong place.
+    expect(new URL(totp.uri).searchParams.get('issuer')).toBe(new URL(unnamed.issuer).hostname);
+    expect(decodeURIComponent(new URL(totp.uri).pathname)).toBe(`/${new URL(unnamed.issuer).hostname}:plain`);
   });
 
   it('refuses a name that is empty, too long or more than one line', () => {
-    for (const [name, problem] of [['  ', 'must not be empty'], ['x'.repeat(61), 'must be at most 60 characters'], ['Acme\nSSO', 'must be one line, without control or format characters']]) {
+    for (const [name, problem] of [['  ', 'must not be empty'], ['x'.repeat(61), 'must be at most 60 characters'],
+      ['Acme\nSSO', 'must be one line, without control or format characters'], ['Acme\u2028SSO', 'must be one line, without control or format characters'],
+      ['Acme: SSO', 'must not contain a colon (authenticator apps split their labels at one)']]) {
       const file = path.join(database.target.data_dir, 'bad-name.yaml');
       writeFileSync(file, YAML.stringify({ name }));
       expect(() => loadConfig({ IDP_CONFIG: file })).toThrow(expect.objectContaining({ problems: [`name: ${problem}`] }));
