@@ -98,6 +98,9 @@ export const clientSchema = z.strictObject({
   mfa_policy: z.enum(MFA_POLICIES, { error: `expected one of ${MFA_POLICIES.join(', ')}` })
     .default('if-enrolled')
     .describe('When a second factor is demanded for this client.'),
+  require_pkce: z.boolean({ error: 'expected true or false' })
+    .default(true)
+    .describe('Authorization requests must carry PKCE (S256). false lets a confidential client without PKCE support sign users in; public clients always need it.'),
   skip_consent: z.boolean({ error: 'expected true or false' })
     .default(false)
     .describe('First-party app: grant the requested scopes without showing the consent page.'),

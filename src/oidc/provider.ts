@@ -17,7 +17,7 @@ import { createAdapterFactory } from './adapter.js';
 import { createReadAhead } from './read-ahead.js';
 import type { ProviderKeys } from './keys.js';
 
-export const CUSTOM_CLIENT_FIELDS = ['mfa_policy', 'skip_consent'] as const;
+export const CUSTOM_CLIENT_FIELDS = ['mfa_policy', 'skip_consent', 'require_pkce'] as const;
 
 export function clientMetadata(config: Config): ClientMetadata[] {
   return config.clients.map((client) => {
@@ -226,6 +226,11 @@ export function createProvider({ config, db, clock, keys, users, needsStepUp, se
           renderPage(ctx, 'logged-out', { title: stillSignedIn ? 'Still signed in' : 'Signed out', clientName: appName(ctx), stillSignedIn });
         },
       },
+    },
+    // PKCE for every client unless its entry says require_pkce: false (RFC 9700 §2.1.1; OAuth 2.1): a code
+    // stolen on its way back is then worth nothing without the verifier. Public clients always.
+    pkce: {
+      required: (_ctx, client) => client.clientAuthMethod === 'none' || (client as { require_pkce?: boolean }).require_pkce !== false,
     },
     interactions: {
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
