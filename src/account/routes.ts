@@ -294,7 +294,9 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     try {
       checkNewPassword(password, config.password);
     } catch (err) {
-      return renderAccount(ctx, account, { error: (err as AppError).message }, 400);
+      // The rule as the CLI words it ("password must be …"), as a sentence on the page.
+      const rule = (err as AppError).message;
+      return renderAccount(ctx, account, { error: `${rule.charAt(0).toUpperCase()}${rule.slice(1)}.` }, 400);
     }
     await services.users.update(account.user.id, { password_hash: await hashPassword(password, config.password), updated_at: epochSeconds(clock) });
     await audit(ctx, account, { type: 'password_changed' });

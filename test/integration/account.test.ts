@@ -1,7 +1,7 @@
 /** /account over HTTP: signing in through the account client, fresh sign-in for changes, policy guards. */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { generateSync } from 'otplib';
-import { Browser, findForm, type Page } from '../helpers/browser.js';
+import { Browser, findForm, visibleText, type Page } from '../helpers/browser.js';
 import { createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
 import { defaultClients, REDIRECT_URI, startIdp, TEST_SECRET, type TestIdp } from '../helpers/idp.js';
 import { recoveryCodesOf, totpSecretOf } from '../helpers/flows.js';
@@ -117,6 +117,10 @@ describe.each(databaseKinds())('account page on %s', (kind) => {
     expect(redirected.status).toBe(303);
     expect(redirected.headers.get('location')).toBe('/account/login?reauth=1');
     now -= 11 * 60_000;
+    // A password the policy refuses: the rule, as a sentence.
+    const short = await browser.submit(page, '/account/password', { new_password: 'short', confirm_password: 'short' });
+    expect(short.status).toBe(400);
+    expect(visibleText(short)).toContain('Password must be at least 8 characters.');
     const changed = await browser.submit(page, '/account/password', { new_password: 'new-yara-password', confirm_password: 'new-yara-password' });
     expect(changed.body).toContain('Password changed.');
     now += 30_000;
