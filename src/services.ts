@@ -33,9 +33,9 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
   const box = createSecretBox(deps.secretKey);
   const users = createUserQueries(db);
   const passkeyQueries = createPasskeyQueries(db);
-  // The issuer authenticator apps show: the operator's name for this provider, else its host (several
-  // providers all called wrnexus-sso would look alike there).
-  // The host name only: a port's colon would split the app's label (issuer:account) in the wrong place.
+  // The issuer authenticator apps show: the operator's name for this provider, else its host name (several
+  // providers all called wrnexus-sso would look alike there; without the port, whose colon would split the
+  // app's label, issuer:account, in the wrong place).
   const totpIssuer = config.name === DEFAULT_NAME ? new URL(config.issuer).hostname : config.name;
   const totp = createTotpService({ totp: createTotpQueries(db), box, clock, issuerName: totpIssuer });
   const recovery = createRecoveryCodeService({ codes: createRecoveryCodeQueries(db), hash: createKeyedHash(deps.pepper), clock });
@@ -47,8 +47,6 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
     passkeys: passkeyQueries, challenges: createChallengeQueries(db), clock, issuer: config.issuer, rpName: config.name, log,
   });
   return {
-    /** What people see this provider called (config `name`). */
-    siteName: config.name,
     box,
     users,
     userService: createUserService({ users, policy: config.password, clock, signOut }),

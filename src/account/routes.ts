@@ -16,7 +16,7 @@ import { hasAnyFactor, type Enrolled } from '../auth/sign-in-policy.js';
 import { checkNewPassword, hashPassword } from '../auth/password.js';
 import { readForm } from '../http/body.js';
 import type { Csrf } from '../http/csrf.js';
-import { renderPage } from '../http/views.js';
+import { renderPage, siteNameOf } from '../http/views.js';
 import { recoveryCodesView, totpSetupView } from '../http/factor-views.js';
 import type { Logger } from '../log.js';
 import { ACCOUNT_CLIENT_ID } from '../oidc/provider.js';
@@ -249,7 +249,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     const codes = await services.recovery.issueFirst(account.user.id);
     if (!codes) return renderAccount(ctx, await accounts.refreshed(account), { message: 'Authenticator app added.' });
     return renderPage(ctx, 'recovery-codes', {
-      title: 'Save your recovery codes', csrf: csrf.token(ctx), continueUrl: '/account', ...recoveryCodesView(config.name, account.user.username, codes),
+      title: 'Save your recovery codes', csrf: csrf.token(ctx), continueUrl: '/account', ...recoveryCodesView(siteNameOf(ctx), account.user.username, codes),
     });
   });
 
@@ -279,7 +279,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     }
     await audit(ctx, account, { type: 'recovery_codes_regenerated' });
     return renderPage(ctx, 'recovery-codes', {
-      title: 'Save your recovery codes', csrf: csrf.token(ctx), continueUrl: '/account', ...recoveryCodesView(config.name, account.user.username, codes),
+      title: 'Save your recovery codes', csrf: csrf.token(ctx), continueUrl: '/account', ...recoveryCodesView(siteNameOf(ctx), account.user.username, codes),
     });
   });
 

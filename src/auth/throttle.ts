@@ -128,6 +128,36 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
     };
   }
 
+  /**
+   * Every key that counts failures or blocks now: users' factors (consecutive failures, back-off,
+   * lock) and addresses with failures in the current window (blocked once they reach ip_max_failures,
+   * until the window ends).
+   */
+  async function list(): Promise<ThrottleEntry[]> {
+    const at = now();
+    const window = Math.floor(at / policy.ip_window_seconds);
+    const entries: ThrottleEntry[] = [];
+    for (const { key, failures, blocked_until: until } of await queries.listActive(at)) {
+      const blockedUntil = until !== null && until > at ? until : null;
+      if (key.startsWith('ip:')) {
+        // ip:<address or /64>:<window>; an IPv6 range holds colons itself.
+        const cut = key.lastIndexOf(':');
+        if (Number(key.slice(cut + 1)) !== window || failures <= 0) continue;
+        entries.push({ kind: 'ip', address: key.slice(3, cut), failures,
+          blockedUntil: failures >= policy.ip_max_failures ? (window + 1) * policy.ip_window_seconds : null });
+      } else if (key.startsWith('acct:')) {
+        // acct:<subject>:<factor>, the subject a user id, login:<login> or anonymous:<address>.
+        const cut = key.lastIndexOf(':');
+        const subject = key.slice(5, cut);
+        const factor = key.slice(cut + 1);
+        const who = subject.startsWith('login:') ? { login: subject.slice(6) }
+          : subject.startsWith('anonymous:') ? { anonymous: subject.slice(10) } : { userId: subject };
+        entries.push({ kind: 'user', factor, ...who, failures, blockedUntil });
+      }
+    }
+    return entries;
+  }
+
   return {
     begin,
     /**
@@ -146,53 +176,22 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
       const cleared = await Promise.all(prefixes.map((prefix) => queries.resetPrefix(prefix, now())));
       return cleared.reduce((sum, n) => sum + n, 0);
     },
-    /**
-     * Every key that counts failures or blocks now: users' factors (consecutive failures, back-off,
-     * lock) and addresses with failures in the current window (blocked once they reach ip_max_failures,
-     * until the window ends).
-     */
-    async list(): Promise<ThrottleEntry[]> {
-      const at = now();
-      const window = Math.floor(at / policy.ip_window_seconds);
-      const entries: ThrottleEntry[] = [];
-      for (const { key, failures, blocked_until: until } of await queries.listActive(at)) {
-        const blockedUntil = until !== null && until > at ? until : null;
-        if (key.startsWith('ip:')) {
-          // ip:<address or /64>:<window>; an IPv6 range holds colons itself.
-          const cut = key.lastIndexOf(':');
-          if (Number(key.slice(cut + 1)) !== window || failures <= 0) continue;
-          entries.push({ kind: 'ip', address: key.slice(3, cut), failures,
-            blockedUntil: failures >= policy.ip_max_failures ? (window + 1) * policy.ip_window_seconds : null });
-        } else if (key.startsWith('acct:')) {
-          // acct:<subject>:<factor>, the subject a user id, login:<login> or anonymous:<address>.
-          const cut = key.lastIndexOf(':');
-          const subject = key.slice(5, cut);
-          const factor = key.slice(cut + 1);
-          const who = subject.startsWith('login:') ? { login: subject.slice(6) }
-            : subject.startsWith('anonymous:') ? { anonymous: subject.slice(10) } : { userId: subject };
-          entries.push({ kind: 'user', factor, ...who, failures, blockedUntil });
-        }
-      }
-      return entries;
-    },
+    list,
     /**
      * Operator unlock of an address (for IPv6 the /64 it falls in: the unit the limit counts), and of
      * the usernameless passkey sign-ins from exactly that address. Returns what it cleared, and whether
      * any of it was blocking.
      */
     async unlockAddress(ip: string): Promise<{ address: string; wasBlocked: boolean; cleared: number }> {
-      const canonical = canonicalIp(ip);
-      const address = addressBucket(canonical);
+      const address = addressBucket(canonicalIp(ip));
+      const entries = await list();
       // Usernameless passkey sign-ins count under the exact address they came from (webauthn-api.ts): those
       // of every address in the bucket (an IPv6 /64, named by its network address, matches no client).
-      const anonymous = (await queries.listActive(now())).filter(({ key }) => {
-        const match = /^acct:anonymous:(.+):passkey$/.exec(key);
-        return match !== null && addressBucket(canonicalIp(match[1]!)) === address;
-      });
-      const fromIp = await queries.read(ipKey(canonical));
-      const wasBlocked = fromIp.failures >= policy.ip_max_failures || anonymous.some((row) => (row.blocked_until ?? 0) > now());
+      const anonymous = entries.filter((e) => e.kind === 'user' && e.factor === 'passkey' && e.anonymous !== undefined
+        && addressBucket(canonicalIp(e.anonymous)) === address);
+      const wasBlocked = entries.some((e) => e.blockedUntil !== null && (e.kind === 'ip' ? e.address === address : anonymous.includes(e)));
       let cleared = await queries.resetPrefix(`ip:${address}:`, now());
-      for (const { key } of anonymous) cleared += await queries.resetPrefix(key, now());
+      for (const e of anonymous) if (e.kind === 'user') cleared += await queries.resetPrefix(`acct:anonymous:${e.anonymous}:passkey`, now());
       return { address, wasBlocked, cleared };
     },
     deleteStale: () => queries.deleteStale(now() - 24 * 3600),

@@ -21,17 +21,8 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-export interface Options {
-  email?: string;
-  name?: string;
-  'password-stdin'?: boolean;
-  user?: string;
-  since?: string;
-  limit?: string;
-  json?: boolean;
-  'new-key-file'?: string;
-  unlock?: boolean;
-}
+/** The options' values as parseArgs gives them (read off OPTIONS). */
+export type Options = { [K in Exclude<keyof typeof OPTIONS, 'help'>]?: (typeof OPTIONS)[K]['type'] extends 'string' ? string : boolean };
 type OptionName = keyof Options;
 
 interface Spec {

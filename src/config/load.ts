@@ -125,7 +125,7 @@ function plainMessage(issue: z.core.$ZodRawIssue): string | undefined {
       const whole = (issue.inst as { _zod?: { def?: { format?: string } } } | undefined)?._zod?.def?.format === 'safeint';
       if (whole) return `expected a whole number${given}`;
       const expected = {
-        number: 'a number', int: 'a whole number', boolean: 'true or false', string: 'a string',
+        number: 'a number', boolean: 'true or false', string: 'a string',
         array: 'a list', object: 'a mapping',
       }[issue.expected as string];
       return expected ? `expected ${expected}${given}` : undefined;
@@ -168,7 +168,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       }
       // A value the environment supplied is named by its variable: the operator looks for it there.
       const [top] = issue.path;
-      const variable = issue.path.length === 1 && typeof top === 'string' && top in merged && top in fromEnv
+      const variable = issue.path.length === 1 && typeof top === 'string' && top in fromEnv
         ? ENV_SETTINGS[top as keyof typeof ENV_SETTINGS] : undefined;
       const where = variable ?? formatPath(issue.path);
       if (named.has(where)) continue;

@@ -72,6 +72,8 @@ export function renderPage(ctx: Context, name: string, data: PageData, status = 
   setPageHeaders(ctx, nonce);
   ctx.status = status;
   ctx.type = 'html';
-  // The provider's name (config `name`), set once on the app's context (app.ts).
-  ctx.body = eta.render(`./${name}`, { siteName: (ctx as { siteName?: string }).siteName ?? DEFAULT_NAME, ...data, nonce });
+  ctx.body = eta.render(`./${name}`, { siteName: siteNameOf(ctx), ...data, nonce });
 }
+
+/** The provider's name as people see it (config `name`), set once on the app's context (app.ts). */
+export const siteNameOf = (ctx: Context): string => (ctx as { siteName?: string }).siteName ?? DEFAULT_NAME;

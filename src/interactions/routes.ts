@@ -18,7 +18,7 @@ import { requestFacts } from '../http/request-facts.js';
 import { readForm } from '../http/body.js';
 import type { CookieJar } from '../http/cookies.js';
 import type { Csrf } from '../http/csrf.js';
-import { renderPage } from '../http/views.js';
+import { renderPage, siteNameOf } from '../http/views.js';
 import { recoveryCodesView, totpSetupView } from '../http/factor-views.js';
 import type { Logger } from '../log.js';
 import type { Services } from '../services.js';
@@ -130,8 +130,8 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
   }
 
   async function finish(ctx: Context, state: SignInState) {
+    // Its callers (advance, renderStep) have refused an id_token_hint that names another user.
     const result = states.loginResult(state);
-    if (hintRefused(state, state.user!.id)) return refuseHint(ctx, state, state.user!, result.login.amr.at(-1) ?? 'unknown');
     await services.progress.finish(state.progress.uid);
     states.release(ctx, state.progress.uid);
     await services.audit.record({
@@ -364,7 +364,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     const codes = await services.recovery.issueFirst(user.id);
     if (!codes) return backToStep(ctx, state.interaction.uid);
     return renderPage(ctx, 'recovery-codes', {
-      title: 'Save your recovery codes', ...common(ctx, state), ...recoveryCodesView(services.siteName, user.username, codes),
+      title: 'Save your recovery codes', ...common(ctx, state), ...recoveryCodesView(siteNameOf(ctx), user.username, codes),
     });
   });
 

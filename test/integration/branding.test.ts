@@ -34,7 +34,7 @@ describe('the provider’s name', () => {
     expect((await named.app.services.passkeys.registrationOptions('brand-reg', user)).rp.name).toBe('Acme Sign-in');
     const totp = await named.app.services.totp.startEnrollment(user.id, 'brand');
     expect(new URL(totp.uri).searchParams.get('issuer')).toBe('Acme Sign-in');
-    const file = recoveryCodesView(named.app.services.siteName, 'brand', ['a']);
+    const file = recoveryCodesView(named.config.name, 'brand', ['a']);
     expect(decodeURIComponent(file.download)).toContain('Acme Sign-in recovery codes for brand');
     expect(file.filename).toBe('Acme-Sign-in-recovery-codes.txt');
   });

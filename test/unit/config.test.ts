@@ -180,7 +180,10 @@ clients: {}
     const { default: Provider } = await import('oidc-provider');
     const { PROTOCOL, CUSTOM_CLIENT_FIELDS, clientMetadata } = await import('../../src/oidc/provider.js');
     const jwks = { keys: [{ ...generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }), alg: 'RS256' }] };
-    const verdict = (found: Promise<unknown>) => found.then(() => 'accepted', (err: { error_description?: string }) => `refused: ${err.error_description}`);
+    // The library's verdict on client `c` among `clients`.
+    const verdict = (clients: unknown[]) => new Provider('http://localhost:3000', {
+      ...PROTOCOL, clients: clients as never, extraClientMetadata: { properties: [...CUSTOM_CLIENT_FIELDS] }, jwks,
+    }).Client.find('c').then(() => 'accepted', (err: { error_description?: string }) => `refused: ${err.error_description}`);
     for (const [uri, applicationType, ok] of cases) {
       const yaml = `clients:\n  - client_id: c\n    token_endpoint_auth_method: none\n    application_type: ${applicationType}\n`
         + `    redirect_uris: [${JSON.stringify(uri)}]\n    post_logout_redirect_uris: [${JSON.stringify(uri)}]\n`;
@@ -192,21 +195,15 @@ clients: {}
         expect(problems[1]).toMatch(/^clients\[0\]\.post_logout_redirect_uris\[0\]: /);
         continue;
       }
-      const config = loadConfig({ IDP_CONFIG: file });
-      const provider = new Provider('http://localhost:3000', {
-        ...PROTOCOL, clients: clientMetadata(config), extraClientMetadata: { properties: [...CUSTOM_CLIENT_FIELDS] },
-        jwks,
-      });
-      expect(`${uri} ${applicationType} ${await verdict(provider.Client.find('c'))}`).toBe(`${uri} ${applicationType} accepted`);
+      const accepted = await verdict(clientMetadata(loadConfig({ IDP_CONFIG: file })));
+      expect(`${uri} ${applicationType} ${accepted}`).toBe(`${uri} ${applicationType} accepted`);
     }
     // The cases refused above, given to the library as they are: it refuses each too.
     for (const [uri, applicationType] of cases.filter(([, , ok]) => !ok)) {
-      const provider = new Provider('http://localhost:3000', {
-        ...PROTOCOL,
-        clients: [{ client_id: 'c', token_endpoint_auth_method: 'none', application_type: applicationType, redirect_uris: [uri], grant_types: ['authorization_code'], response_types: ['code'] }],
-        jwks,
-      });
-      expect(await verdict(provider.Client.find('c'))).toMatch(/^refused: /);
+      const refused = await verdict([{
+        client_id: 'c', token_endpoint_auth_method: 'none', application_type: applicationType, redirect_uris: [uri], grant_types: ['authorization_code'], response_types: ['code'],
+      }]);
+      expect(refused).toMatch(/^refused: /);
     }
   });
 
