@@ -103,53 +103,72 @@ export function createPasskeyService(deps: {
       return options;
     },
 
+    /**
+     * One try per challenge: whatever the outcome, the challenge is gone when this returns. It is read,
+     * not consumed, before the signature is checked; a verified assertion then consumes it in the same
+     * commit as the counter's update (two writes sent together share one commit on SQLite's writer, and
+     * run side by side on PostgreSQL), one commit per sign-in instead of two. Of parallel requests
+     * carrying one challenge, only the one whose delete removed it succeeds; a refused one deletes it.
+     */
     async verifyAuthentication(binding: string, response: AuthenticationResponseJSON):
     Promise<VerifiedPasskey & { interactionUid: string | null }> {
-      // Ensure the challenge exists, belongs to this browser, is unexpired, and is used once. The
-      // credential is looked up meanwhile (on PostgreSQL, on another pooled connection).
+      const now = epochSeconds(clock);
+      // The credential is looked up meanwhile (on PostgreSQL, on another pooled connection).
       const [challenge, credential] = await Promise.all([
-        challenges.consume(binding, 'authentication', epochSeconds(clock)),
+        challenges.find(binding, 'authentication'),
         typeof response?.id === 'string' ? passkeys.findById(response.id) : undefined,
       ]);
       if (!challenge) throw refused('no live challenge for this browser');
-      if (!credential) throw refused('unknown credential');
-      // Ensure the credential belongs to the user this sign-in is for.
-      if (challenge.user_id && credential.user_id !== challenge.user_id) {
-        throw refused('credential of another user', { credential_user: credential.user_id, expected_user: challenge.user_id });
-      }
-      let verification;
+      let info;
       try {
-        verification = await verifyAuthenticationResponse({
-          response,
-          expectedChallenge: challenge.challenge,
-          expectedOrigin: origin,
-          expectedRPID: rpID,
-          expectedType: 'webauthn.get',
-          credential: {
-            id: credential.id,
-            publicKey: Buffer.from(credential.public_key, 'base64url'),
-            counter: credential.counter,
-            transports: credential.transports as AuthenticatorTransport[],
-          },
-          requireUserVerification: true,
-        });
+        // Ensure the challenge is unexpired and the credential exists and belongs to the user this sign-in is for.
+        if (challenge.expires_at <= now) throw refused('no live challenge for this browser');
+        if (!credential) throw refused('unknown credential');
+        if (challenge.user_id && credential.user_id !== challenge.user_id) {
+          throw refused('credential of another user', { credential_user: credential.user_id, expected_user: challenge.user_id });
+        }
+        let verification;
+        try {
+          verification = await verifyAuthenticationResponse({
+            response,
+            expectedChallenge: challenge.challenge,
+            expectedOrigin: origin,
+            expectedRPID: rpID,
+            expectedType: 'webauthn.get',
+            credential: {
+              id: credential.id,
+              publicKey: Buffer.from(credential.public_key, 'base64url'),
+              counter: credential.counter,
+              transports: credential.transports as AuthenticatorTransport[],
+            },
+            requireUserVerification: true,
+          });
+        } catch (err) {
+          throw refused((err as Error).message);
+        }
+        if (!verification.verified) throw refused('signature not verified');
+        info = verification.authenticationInfo;
+        // For discoverable credentials the user handle must name the credential's owner (WebAuthn §7.2 step 6).
+        // And when the user was not identified before the ceremony (a usernameless sign-in), the handle must
+        // be there at all.
+        const handle = response.response.userHandle;
+        if (!challenge.user_id && !handle) throw refused('no user handle in a usernameless sign-in');
+        if (handle && Buffer.from(handle, 'base64url').toString('utf8') !== credential.user_id) {
+          throw refused('user handle does not match the credential owner');
+        }
       } catch (err) {
-        throw refused((err as Error).message);
+        await challenges.consume(binding, 'authentication', now, challenge.challenge);
+        throw err;
       }
-      if (!verification.verified) throw refused('signature not verified');
-      const info = verification.authenticationInfo;
-      // For discoverable credentials the user handle must name the credential's owner (WebAuthn §7.2 step 6).
-      // And when the user was not identified before the ceremony (a usernameless sign-in), the handle must
-      // be there at all.
-      const handle = response.response.userHandle;
-      if (!challenge.user_id && !handle) throw refused('no user handle in a usernameless sign-in');
-      if (handle && Buffer.from(handle, 'base64url').toString('utf8') !== credential.user_id) {
-        throw refused('user handle does not match the credential owner');
-      }
-      // Ensure the counter moved forward, atomically (a cloned authenticator shows up as a regression).
-      if (!(await passkeys.recordUse(credential.id, info.newCounter, info.credentialBackedUp, epochSeconds(clock)))) {
-        throw refused('signature counter did not increase', { credential: credential.id });
-      }
+      // Ensure this request used the challenge up, and the counter moved forward, atomically (a cloned
+      // authenticator shows up as a regression). A counter moved by a request that lost the challenge to a
+      // parallel one is harmless: the authenticator did sign at that count.
+      const [consumed, counted] = await Promise.all([
+        challenges.consume(binding, 'authentication', now, challenge.challenge),
+        passkeys.recordUse(credential.id, info.newCounter, info.credentialBackedUp, now),
+      ]);
+      if (!consumed) throw refused('challenge used by another request');
+      if (!counted) throw refused('signature counter did not increase', { credential: credential.id });
       return {
         userId: credential.user_id,
         credentialId: credential.id,

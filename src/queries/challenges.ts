@@ -10,6 +10,12 @@ export interface ChallengeRow {
   expires_at: number;
 }
 
+const toChallenge = (row: Record<string, unknown>, purpose: ChallengeRow['purpose']): ChallengeRow => ({
+  id: String(row.id), purpose, challenge: String(row.challenge),
+  user_id: (row.user_id as string | null) ?? null, interaction_uid: (row.interaction_uid as string | null) ?? null,
+  expires_at: Number(row.expires_at),
+});
+
 export function createChallengeQueries(db: Knex) {
   const table = () => db('webauthn_challenges');
   const run = statements(db);
@@ -21,19 +27,23 @@ export function createChallengeQueries(db: Knex) {
         user_id = excluded.user_id, interaction_uid = excluded.interaction_uid, expires_at = excluded.expires_at`,
       [row.id, row.purpose, row.challenge, row.user_id, row.interaction_uid, row.expires_at]);
     },
+    /** The challenge of this browser and purpose, live or not (a read: nothing is used up). */
+    async find(id: string, purpose: ChallengeRow['purpose']): Promise<ChallengeRow | undefined> {
+      const row = await run.get<Record<string, unknown>>('select * from webauthn_challenges where id = ? and purpose = ?', [id, purpose]);
+      return row ? toChallenge(row, purpose) : undefined;
+    },
     /**
      * Deletes the challenge and returns it, in one statement: only the request whose delete removed the
-     * row gets it, so a challenge is used once even under parallel requests. Written out because knex
-     * drops `returning` from deletes on SQLite (which has DELETE … RETURNING since 3.35, as PostgreSQL has).
+     * row gets it, so a challenge is used once even under parallel requests. With `challenge`, only that
+     * challenge (not one the browser asked for since). Written out because knex drops `returning` from
+     * deletes on SQLite (which has DELETE … RETURNING since 3.35, as PostgreSQL has).
      */
-    async consume(id: string, purpose: ChallengeRow['purpose'], nowSeconds: number): Promise<ChallengeRow | undefined> {
-      const row = await run.get<Record<string, unknown>>('delete from webauthn_challenges where id = ? and purpose = ? returning *', [id, purpose]);
+    async consume(id: string, purpose: ChallengeRow['purpose'], nowSeconds: number, challenge?: string): Promise<ChallengeRow | undefined> {
+      const row = challenge === undefined
+        ? await run.get<Record<string, unknown>>('delete from webauthn_challenges where id = ? and purpose = ? returning *', [id, purpose])
+        : await run.get<Record<string, unknown>>('delete from webauthn_challenges where id = ? and purpose = ? and challenge = ? returning *', [id, purpose, challenge]);
       if (!row || Number(row.expires_at) <= nowSeconds) return undefined;
-      return {
-        id: String(row.id), purpose, challenge: String(row.challenge),
-        user_id: (row.user_id as string | null) ?? null, interaction_uid: (row.interaction_uid as string | null) ?? null,
-        expires_at: Number(row.expires_at),
-      };
+      return toChallenge(row, purpose);
     },
     async deleteExpired(nowSeconds: number): Promise<number> {
       return table().where('expires_at', '<=', nowSeconds).delete();

@@ -284,6 +284,24 @@ describe.each(databaseKinds())('passkeys on %s', (kind) => {
       expect((await challenges.consume('fresh', 'authentication', at))?.challenge).toBe('c3');
     });
 
+    it('gives a challenge one try: a refused assertion uses it up, and of parallel verifications of one assertion one succeeds', async () => {
+      const { passkeys, challenges } = idp.app.services;
+      const sam = await idp.users.find('sam');
+      const reasonOf = async (attempt: Promise<unknown>) => attempt.then(() => 'verified', (err: { reason?: string }) => err.reason);
+      const options = await passkeys.authenticationOptions('one-try', sam);
+      expect(await reasonOf(passkeys.verifyAuthentication('one-try', authenticator.get(options, { origin: 'https://evil.example' })))).toMatch(/origin/i);
+      // The same challenge, now signed as it should be: already used up.
+      expect(await reasonOf(passkeys.verifyAuthentication('one-try', authenticator.get(options)))).toBe('no live challenge for this browser');
+      expect(await challenges.find('one-try', 'authentication')).toBeUndefined();
+
+      const fresh = await passkeys.authenticationOptions('parallel-verify', sam);
+      const assertion = authenticator.get(fresh);
+      const outcomes = await Promise.all(Array.from({ length: 6 }, () => reasonOf(passkeys.verifyAuthentication('parallel-verify', assertion))));
+      expect(outcomes.filter((o) => o === 'verified')).toHaveLength(1);
+      expect(outcomes.filter((o) => o !== 'verified')).toHaveLength(5);
+      expect(await challenges.find('parallel-verify', 'authentication')).toBeUndefined();
+    });
+
     it('refuses an assertion without user verification', async () => {
       const s = await pendingSam();
       expectRefused(await s.verify(authenticator.get(s.options, { noUserVerification: true })));
