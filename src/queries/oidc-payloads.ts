@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { createBatcher } from '../db/batcher.js';
 import { statements } from '../db/fast.js';
 import { directPg } from '../db/pg-direct.js';
+import { ACCOUNTLESS } from '../../migrations/20261203000000_accountless_payload_index.js';
 import { LIKE_ESCAPE, likePattern } from './like.js';
 import { PROFILE_COLUMNS, toProfile, type UserProfile } from './users.js';
 
@@ -65,8 +66,6 @@ const SQL = {
 // through knex, in statements of at most 1000 rows (PostgreSQL takes at most 65535 parameters, 9 a row).
 const PREPARED_BATCH = 32;
 const valuesOf = (row: PayloadRow) => COLUMNS.map((c) => row[c]);
-/** The kinds whose payload may name an account. */
-const ACCOUNT_KINDS = ['Session', 'Interaction', 'Grant', 'AccessToken', 'RefreshToken', 'AuthorizationCode', 'DeviceCode', 'BackchannelAuthenticationRequest'];
 
 type Found = { payload: string; consumed_at: number | string | null };
 export interface LiveRow { payload: string; consumed_at: number | null }
@@ -197,8 +196,8 @@ export function createOidcPayloadQueries(db: Knex) {
      * session `keep.sessionUid` (the uid stays when oidc-provider gives a session a new id), the grants
      * `keep.grantIds` with their tokens, and the interactions `keep.interactionIds`. Rows written before
      * the account had a column (account_id null) are found by the account id in their payload, among the
-     * kinds that can name one (the primary key's kind prefix keeps client-credentials tokens out of the
-     * scan). A deleted row is not found, which for oidc-provider is a revoked token or an ended session.
+     * kinds that can name one: the rows of a partial index that holds just those (ACCOUNTLESS, word for
+     * word as the index has it, or SQLite would not use it). A deleted row is not found, which for oidc-provider is a revoked token or an ended session.
      * Returns how many rows went.
      */
     async deleteForAccount(accountId: string, keep: { sessionUid?: string; grantIds?: readonly string[]; interactionIds?: readonly string[] } = {}): Promise<number> {
@@ -209,7 +208,7 @@ export function createOidcPayloadQueries(db: Knex) {
       const named = likePattern(JSON.stringify({ accountId }).slice(1, -1), { prefix: true, suffix: true });
       return table()
         .where((w) => w.where('account_id', accountId)
-          .orWhere((legacy) => legacy.whereNull('account_id').whereIn('kind', ACCOUNT_KINDS).andWhereRaw(`payload like ? ${LIKE_ESCAPE}`, [named])))
+          .orWhere((legacy) => legacy.whereRaw(ACCOUNTLESS).andWhereRaw(`payload like ? ${LIKE_ESCAPE}`, [named])))
         .modify((q) => {
           if (keep.sessionUid) q.whereNot((w) => w.where({ kind: 'Session', uid: keep.sessionUid }));
           if (grantIds.length > 0) {
