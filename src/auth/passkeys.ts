@@ -106,9 +106,9 @@ export function createPasskeyService(deps: {
     /**
      * One try per challenge: whatever the outcome, the challenge is gone when this returns. It is read,
      * not consumed, before the signature is checked; a verified assertion then consumes it in the same
-     * commit as the counter's update (two writes sent together share one commit on SQLite's writer, and
-     * run side by side on PostgreSQL), one commit per sign-in instead of two. Of parallel requests
-     * carrying one challenge, only the one whose delete removed it succeeds; a refused one deletes it.
+     * commit as the counter's update (PasskeyQueries.useConsumingChallenge), one commit per sign-in
+     * instead of two. Of parallel requests carrying one challenge, only the one whose delete removed it
+     * succeeds; a refused one deletes it.
      */
     async verifyAuthentication(binding: string, response: AuthenticationResponseJSON):
     Promise<VerifiedPasskey & { interactionUid: string | null }> {
@@ -161,12 +161,8 @@ export function createPasskeyService(deps: {
         throw err;
       }
       // Ensure this request used the challenge up, and the counter moved forward, atomically (a cloned
-      // authenticator shows up as a regression). A counter moved by a request that lost the challenge to a
-      // parallel one is harmless: the authenticator did sign at that count.
-      const [consumed, counted] = await Promise.all([
-        challenges.consume(binding, 'authentication', now, challenge.challenge),
-        passkeys.recordUse(credential.id, info.newCounter, info.credentialBackedUp, now),
-      ]);
+      // authenticator shows up as a regression).
+      const { consumed, counted } = await passkeys.useConsumingChallenge(binding, challenge.challenge, credential.id, info.newCounter, info.credentialBackedUp, now);
       if (!consumed) throw refused('challenge used by another request');
       if (!counted) throw refused('signature counter did not increase', { credential: credential.id });
       return {

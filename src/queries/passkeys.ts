@@ -36,11 +36,24 @@ const toPasskey = (r: Record<string, unknown>): PasskeyRow => ({
 const SQL = {
   findById: 'select * from webauthn_credentials where id = ?',
   listForUser: 'select * from webauthn_credentials where user_id = ? order by created_at',
-  // Booleans as 1/0: better-sqlite3 binds no booleans, and PostgreSQL reads '1'/'0' as a boolean. The last
-  // parameter says whether the new counter is 0: compared with a literal, PostgreSQL would type it
+  // A use moves the counter forward only, or keeps an always-zero counter at zero. Booleans as 1/0:
+  // better-sqlite3 binds no booleans, and PostgreSQL reads '1'/'0' as a boolean. The parameter compared
+  // with 1 says whether the new counter is 0: compared with a literal, PostgreSQL would type the counter
   // integer, and a counter is up to 2^32 - 1 (WebAuthn §6.1: 32 bits, unsigned).
-  recordUse: `update webauthn_credentials set counter = ?, backed_up = ?, last_used_at = ?
-    where id = ? and (counter < ? or (? = 1 and counter = 0)) returning id`,
+  // PostgreSQL: the challenge consumed and the counter moved in one statement, the update only if this
+  // statement's delete removed the challenge (a data-modifying WITH, which SQLite does not have). Of
+  // parallel requests carrying one challenge, the others wait for the first's row lock, find the row
+  // gone, and leave the counter alone.
+  useConsumingChallenge: `with c as (delete from webauthn_challenges where id = ? and purpose = 'authentication' and challenge = ? returning id),
+    u as (update webauthn_credentials set counter = ?, backed_up = ?, last_used_at = ?
+      where id = ? and (counter < ? or (? = 1 and counter = 0)) and exists (select 1 from c) returning id)
+    select (select count(*) from c) as consumed, (select count(*) from u) as counted`,
+  // SQLite: the counter moved only while the challenge is there, then the challenge consumed (see
+  // useConsumingChallenge for why the two are enough).
+  recordUseWithChallenge: `update webauthn_credentials set counter = ?, backed_up = ?, last_used_at = ?
+    where id = ? and (counter < ? or (? = 1 and counter = 0))
+    and exists (select 1 from webauthn_challenges where id = ? and purpose = 'authentication' and challenge = ?) returning id`,
+  consumeChallenge: "delete from webauthn_challenges where id = ? and purpose = 'authentication' and challenge = ? returning id",
 };
 
 export function createPasskeyQueries(db: Knex | Knex.Transaction) {
@@ -71,9 +84,26 @@ export function createPasskeyQueries(db: Knex | Knex.Transaction) {
      * statement that checks it, so two parallel assertions cannot both pass with one counter value.
      * Authenticators that always report 0 (many synced passkeys) keep 0.
      */
-    async recordUse(id: string, newCounter: number, backedUp: boolean, at: number): Promise<boolean> {
-      const params = [newCounter, backedUp ? 1 : 0, at, id, newCounter, newCounter === 0 ? 1 : 0];
-      return (await run.get(SQL.recordUse, params)) !== undefined;
+    /**
+     * A verified assertion: consumes its challenge (`binding`, `challenge`) and records the use (the
+     * counter only forward, or an always-zero counter at zero), in one commit, the use only if this call
+     * consumed the challenge: of parallel requests with one challenge, exactly one moves the counter. On
+     * SQLite, two statements sent together: the use if the challenge is there, then its delete. The one
+     * writer connection runs them in the order they were sent, one pair after another (nothing is sent
+     * between two calls made in one go), in one commit.
+     */
+    async useConsumingChallenge(binding: string, challenge: string, id: string, newCounter: number, backedUp: boolean, at: number):
+    Promise<{ consumed: boolean; counted: boolean }> {
+      const use = [newCounter, backedUp ? 1 : 0, at, id, newCounter, newCounter === 0 ? 1 : 0];
+      if (db.client.config.client === 'pg') {
+        const row = await run.get<{ consumed: string | number; counted: string | number }>(SQL.useConsumingChallenge, [binding, challenge, ...use]);
+        return { consumed: Number(row?.consumed) === 1, counted: Number(row?.counted) === 1 };
+      }
+      const [counted, consumed] = await Promise.all([
+        run.get(SQL.recordUseWithChallenge, [...use, binding, challenge]),
+        run.get(SQL.consumeChallenge, [binding, challenge]),
+      ]);
+      return { consumed: consumed !== undefined, counted: consumed !== undefined && counted !== undefined };
     },
     async rename(userId: string, id: string, name: string): Promise<boolean> {
       return (await table().where({ id, user_id: userId }).update({ name })) === 1;

@@ -294,12 +294,14 @@ describe.each(databaseKinds())('passkeys on %s', (kind) => {
       expect(await reasonOf(passkeys.verifyAuthentication('one-try', authenticator.get(options)))).toBe('no live challenge for this browser');
       expect(await challenges.find('one-try', 'authentication')).toBeUndefined();
 
-      const fresh = await passkeys.authenticationOptions('parallel-verify', sam);
-      const assertion = authenticator.get(fresh);
-      const outcomes = await Promise.all(Array.from({ length: 6 }, () => reasonOf(passkeys.verifyAuthentication('parallel-verify', assertion))));
-      expect(outcomes.filter((o) => o === 'verified')).toHaveLength(1);
-      expect(outcomes.filter((o) => o !== 'verified')).toHaveLength(5);
-      expect(await challenges.find('parallel-verify', 'authentication')).toBeUndefined();
+      // A few rounds: the race (which request consumes, which moves the counter) goes differently each time.
+      for (let round = 0; round < 4; round += 1) {
+        const fresh = await passkeys.authenticationOptions('parallel-verify', sam);
+        const assertion = authenticator.get(fresh);
+        const outcomes = await Promise.all(Array.from({ length: 6 }, () => reasonOf(passkeys.verifyAuthentication('parallel-verify', assertion))));
+        expect(outcomes.filter((o) => o === 'verified')).toHaveLength(1);
+        expect(await challenges.find('parallel-verify', 'authentication')).toBeUndefined();
+      }
     });
 
     it('refuses an assertion without user verification', async () => {

@@ -21,6 +21,7 @@ import { cleanUp } from '../../src/services.js';
 import { createSecurityEventQueries } from '../../src/queries/security-events.js';
 import { createEnrollmentQueries } from '../../src/queries/enrollment.js';
 import { createPasskeyQueries, type PasskeyRow } from '../../src/queries/passkeys.js';
+import { createChallengeQueries } from '../../src/queries/challenges.js';
 import { createRecoveryCodeQueries } from '../../src/queries/recovery-codes.js';
 import { createTotpQueries } from '../../src/queries/totp.js';
 import { createUserQueries, type UserRow } from '../../src/queries/users.js';
@@ -589,15 +590,27 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       });
       await passkeys.insert(passkey('pk-counting'));
       await passkeys.insert(passkey('pk-zero'));
+      // Each use comes with a challenge of its own, which it consumes.
+      const challenges = createChallengeQueries(env.db);
+      const recordUse = async (id: string, counter: number, backedUp: boolean, at: number) => {
+        await challenges.insert({ id: 'counting', purpose: 'authentication', challenge: `c${at}`, user_id: null, interaction_uid: null, expires_at: 100 });
+        const use = await passkeys.useConsumingChallenge('counting', `c${at}`, id, counter, backedUp, at);
+        expect(use.consumed).toBe(true);
+        return use.counted;
+      };
       expect([
-        await passkeys.recordUse('pk-counting', 3_000_000_000, false, 10),
-        await passkeys.recordUse('pk-counting', 3_000_000_000, false, 11),
-        await passkeys.recordUse('pk-counting', 2_999_999_999, false, 12),
-        await passkeys.recordUse('pk-counting', 4_294_967_295, true, 13),
-        await passkeys.recordUse('pk-counting', 0, false, 14),
-        await passkeys.recordUse('pk-zero', 0, false, 15),
-        await passkeys.recordUse('pk-zero', 0, false, 16),
+        await recordUse('pk-counting', 3_000_000_000, false, 10),
+        await recordUse('pk-counting', 3_000_000_000, false, 11),
+        await recordUse('pk-counting', 2_999_999_999, false, 12),
+        await recordUse('pk-counting', 4_294_967_295, true, 13),
+        await recordUse('pk-counting', 0, false, 14),
+        await recordUse('pk-zero', 0, false, 15),
+        await recordUse('pk-zero', 0, false, 16),
       ]).toEqual([true, false, false, true, false, true, true]);
+      // Without its challenge (used, or replaced by a newer one), a use moves nothing.
+      await challenges.insert({ id: 'counting', purpose: 'authentication', challenge: 'newer', user_id: null, interaction_uid: null, expires_at: 100 });
+      expect(await passkeys.useConsumingChallenge('counting', 'c17', 'pk-zero', 0, false, 17)).toEqual({ consumed: false, counted: false });
+      expect(await challenges.find('counting', 'authentication')).toMatchObject({ challenge: 'newer' });
       expect(await passkeys.findById('pk-counting')).toMatchObject({ counter: 4_294_967_295, backed_up: true, last_used_at: 13 });
       expect(await passkeys.findById('pk-zero')).toMatchObject({ counter: 0, last_used_at: 16 });
     });
