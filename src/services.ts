@@ -38,7 +38,8 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
   // app's label, issuer:account, in the wrong place).
   const totpIssuer = config.name === DEFAULT_NAME ? new URL(config.issuer).hostname : config.name;
   const totp = createTotpService({ totp: createTotpQueries(db), box, clock, issuerName: totpIssuer });
-  const recovery = createRecoveryCodeService({ codes: createRecoveryCodeQueries(db), hash: createKeyedHash(deps.pepper), clock });
+  const keyedHash = createKeyedHash(deps.pepper);
+  const recovery = createRecoveryCodeService({ codes: createRecoveryCodeQueries(db), hash: keyedHash, clock });
   const payloads = createOidcPayloadQueries(db);
   const progressQueries = createSignInProgressQueries(db);
   const enrollment = createEnrollmentQueries(db);
@@ -54,6 +55,8 @@ export function createServices(deps: { config: Config; db: Db; clock: Clock; log
     /** The account pages' use of a session: its expiry moves as on oidc-provider's own endpoints (touchSession). */
     sessionUsed: (sessionId: string) => payloads.touchSession(sessionId, epochSeconds(clock) + config.ttl.session, epochSeconds(clock)),
     verifier: createPasswordVerifier(config.password),
+    /** A login no user has, as the throttle names it: keyed (the pepper every instance shares), never in clear. */
+    hashLogin: (normalised: string) => keyedHash(`throttle-login:${normalised}`),
     passkeyQueries,
     passkeys,
     totp,

@@ -66,8 +66,12 @@ export type ThrottleEntry = {
   blockedUntil: number | null;
 } & (
   | { kind: 'ip'; address: string }
-  /** A factor of one user (`userId`), of a login as typed (`login`: known or not), or of usernameless passkey sign-ins from one address (`anonymous`). */
-  | { kind: 'user'; factor: string; userId?: string; login?: string; anonymous?: string }
+  /**
+   * A factor of one user (`userId`), of a login as typed (`login`, a user's username or e-mail address;
+   * `unknownLogin`, the keyed hash of one no user had when it was typed), or of usernameless passkey
+   * sign-ins from one address (`anonymous`).
+   */
+  | { kind: 'user'; factor: string; userId?: string; login?: string; unknownLogin?: string; anonymous?: string }
 );
 
 export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; policy: ThrottlePolicy; onRefused?: (scope: 'account' | 'ip') => void }) {
@@ -146,11 +150,12 @@ export function createThrottle(deps: { queries: ThrottleQueries; clock: Clock; p
         entries.push({ kind: 'ip', address: key.slice(3, cut), failures,
           blockedUntil: failures >= policy.ip_max_failures ? (window + 1) * policy.ip_window_seconds : null });
       } else if (key.startsWith('acct:')) {
-        // acct:<subject>:<factor>, the subject a user id, login:<login> or anonymous:<address>.
+        // acct:<subject>:<factor>, the subject a user id, login:<login>, unknown:<hash> or anonymous:<address>.
         const cut = key.lastIndexOf(':');
         const subject = key.slice(5, cut);
         const factor = key.slice(cut + 1);
         const who = subject.startsWith('login:') ? { login: subject.slice(6) }
+          : subject.startsWith('unknown:') ? { unknownLogin: subject.slice(8) }
           : subject.startsWith('anonymous:') ? { anonymous: subject.slice(10) } : { userId: subject };
         entries.push({ kind: 'user', factor, ...who, failures, blockedUntil });
       }

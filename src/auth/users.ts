@@ -128,15 +128,19 @@ export type UserService = ReturnType<typeof createUserService>;
 /**
  * First factor: finds the user behind `login` (username or e-mail) and checks the password. Unknown,
  * wrong and disabled all answer `user: undefined` after the same bcrypt work (no enumeration by timing).
- * `subject` names the throttle bucket: the login as typed (normalised), known or not.
+ * `subject` names the throttle bucket: the login as typed (normalised), known or not; a login no user has
+ * by its keyed hash (`hashLogin`), as people type their password into the login field too, and the
+ * throttle's rows (and `idp throttle list`) must not keep it in clear.
  */
-export async function findLoginUser(users: UserQueries, login: string): Promise<{ user: UserRow | undefined; subject: string }> {
+export async function findLoginUser(users: UserQueries, login: string, hashLogin: (normalised: string) => string):
+Promise<{ user: UserRow | undefined; subject: string }> {
   const normalised = normaliseLogin(login);
   const user = normalised ? await users.findByLogin(normalised) : undefined;
   // The password's throttle counts per login as typed, known or not: keyed by the user, a lock reached
   // through the username also answered for the e-mail address, telling anyone which address is whose
-  // (an audit finding). A user thus has one password count per alias (username, e-mail).
-  return { user, subject: `login:${normalised.slice(0, 254)}` };
+  // (an audit finding). A user thus has one password count per alias (username, e-mail). Either way the
+  // count works alike; only its row's name differs.
+  return { user, subject: user ? `login:${normalised.slice(0, 254)}` : `unknown:${hashLogin(normalised.slice(0, 254))}` };
 }
 
 /**

@@ -149,10 +149,11 @@ async function run(argv: string[], out: (line: string) => void): Promise<void> {
       }
       const rows = entries.map((entry) => ({
         kind: entry.kind,
-        // The user's username; a login as typed (an e-mail address, or a name no user has); an address.
+        // The user's username; a login as typed (a user's e-mail address); a login no user has, by the start
+        // of its keyed hash (what was typed may be a password); an address.
         subject: entry.kind === 'ip' ? entry.address
           : entry.userId ? usernames.get(entry.userId) ?? `deleted user ${entry.userId}`
-          : entry.login ?? `usernameless from ${entry.anonymous}`,
+          : entry.login ?? (entry.unknownLogin ? `unknown login ${entry.unknownLogin.slice(0, 12)}` : `usernameless from ${entry.anonymous}`),
         factor: entry.kind === 'user' ? entry.factor : undefined,
         failures: entry.failures,
         blocked_until: entry.blockedUntil === null ? null : new Date(entry.blockedUntil * 1000).toISOString(),

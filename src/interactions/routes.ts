@@ -303,7 +303,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     assertThat(state.step.kind === 'first-factor', new AppError('invalid_request', 'A password is not expected at this step.'));
     const login = (form.login ?? '').slice(0, 254);
     const password = form.password ?? '';
-    const found = await findLoginUser(services.users, login);
+    const found = await findLoginUser(services.users, login, services.hashLogin);
     let user: Awaited<ReturnType<typeof checkPassword>>;
     const ok = await attemptFactor(ctx, { ...state, user: found.user }, 'pwd', found.subject, async () => {
       user = await checkPassword(services.verifier, services.users, found.user, password, epochSeconds(clock));

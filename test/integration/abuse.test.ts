@@ -347,6 +347,32 @@ describe.each(databaseKinds())('abuse resistance on %s', (kind) => {
     expect(await attempt('vic_a', 'vic-password-1')).toBe(303);
   });
 
+  // People type their password into the login field too: a login no user has is counted under its keyed
+  // hash, so neither the throttle's rows nor `idp throttle list` keep what was typed.
+  it('counts a login no user has under its keyed hash, never in clear', async () => {
+    await idp.users.add({ username: 'known_kim', email: 'kim@example.com', password: 'kim-password-1' });
+    const typed = 'Tr0ub4dor&3-Horse';
+    const attempt = async (login: string) => {
+      const browser = new Browser(idp.issuer);
+      browser.headers['x-forwarded-for'] = '198.51.100.78';
+      const page = await browser.get(authorizeUrl(idp.issuer, { client_id: 'first-party', code_challenge: pkce().challenge, code_challenge_method: 'S256' }));
+      const form = findForm(page.body, '/login');
+      return (await browser.request(new URL(form.action, page.url).toString(), { form: { ...form.fields, login, password: 'wrong-password' } })).status;
+    };
+    expect([await attempt(typed), await attempt(` ${typed.toUpperCase()} `), await attempt('known_kim')]).toEqual([401, 401, 401]);
+    const keys = ((await idp.db('throttle').select('key', 'failures')) as Array<{ key: string; failures: number | string }>)
+      .map(({ key, failures }) => ({ key, failures: Number(failures) }));
+    expect(keys.filter(({ key }) => key.toLowerCase().includes('tr0ub4dor'))).toEqual([]);
+    // The same login however it was typed (case, spaces) is one count; a user's login stays readable.
+    const hash = idp.app.services.hashLogin(typed.toLowerCase());
+    expect(hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(keys).toContainEqual({ key: `acct:unknown:${hash}:pwd`, failures: 2 });
+    expect(keys).toContainEqual({ key: 'acct:login:known_kim:pwd', failures: 1 });
+    const listed = await idp.app.services.throttle.list();
+    expect(listed).toContainEqual({ kind: 'user', factor: 'pwd', unknownLogin: hash, failures: 2, blockedUntil: null });
+    expect(JSON.stringify(listed).toLowerCase()).not.toContain('tr0ub4dor');
+  });
+
   it('counts password failures from addresses of one IPv6 /64 together', async () => {
     const { throttle } = idp.app.services;
     const limited = createThrottleQueries(idp.db);
