@@ -104,11 +104,12 @@ export function createPasskeyService(deps: {
     },
 
     /**
-     * One try per challenge: whatever the outcome, the challenge is gone when this returns. It is read,
-     * not consumed, before the signature is checked; a verified assertion then consumes it in the same
-     * commit as the counter's update (PasskeyQueries.useConsumingChallenge), one commit per sign-in
-     * instead of two. Of parallel requests carrying one challenge, only the one whose delete removed it
-     * succeeds; a refused one deletes it.
+     * One success per challenge, and whatever the outcome, the challenge is gone when this returns. It is
+     * read, not consumed, before the signature is checked; a verified assertion then consumes it in the
+     * same commit as the counter's update (PasskeyQueries.useConsumingChallenge), one commit per sign-in
+     * instead of two. Parallel requests carrying one challenge each get their signature checked (each
+     * counted by the throttle), but only the one whose delete removed the challenge succeeds; a refused
+     * one deletes it.
      */
     async verifyAuthentication(binding: string, response: AuthenticationResponseJSON):
     Promise<VerifiedPasskey & { interactionUid: string | null }> {
@@ -157,7 +158,10 @@ export function createPasskeyService(deps: {
           throw refused('user handle does not match the credential owner');
         }
       } catch (err) {
-        await challenges.consume(binding, 'authentication', now, challenge.challenge);
+        // The refusal stands even if the delete fails (the database busy or gone): the user is told the
+        // passkey failed, the audit says why, and the challenge expires by itself.
+        await challenges.consume(binding, 'authentication', now, challenge.challenge)
+          .catch((error: unknown) => log.warn('passkey challenge not deleted after a refusal', { error: (error as Error)?.message }));
         throw err;
       }
       // Ensure this request used the challenge up, and the counter moved forward, atomically (a cloned

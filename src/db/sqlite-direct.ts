@@ -39,9 +39,14 @@ function createDirectSqlite(db: Db): FastPath {
     const conn = sqliteConnectionOf(db.client);
     return conn?.usable ? conn : undefined;
   };
+  // While the connection is (re)opened, every statement waits on one promise, so they reach the writer
+  // in the order they were made, as they do on an open connection (a passkey's use and its challenge's
+  // delete, made together, rely on it: PasskeyQueries.useConsumingChallenge).
+  let reopening: Promise<SqliteConnection> | undefined;
+  const reopened = () => (reopening ??= sqliteConnection(db).finally(() => { reopening = undefined; }));
   return {
-    write: (sql: string, params: SqlValue[]) => open()?.write(sql, params) ?? sqliteConnection(db).then((c) => c.write(sql, params)),
-    get: <T>(sql: string, params: SqlValue[]) => open()?.get<T>(sql, params) ?? sqliteConnection(db).then((c) => c.get<T>(sql, params)),
-    all: <T>(sql: string, params: SqlValue[]) => open()?.all<T>(sql, params) ?? sqliteConnection(db).then((c) => c.all<T>(sql, params)),
+    write: (sql: string, params: SqlValue[]) => open()?.write(sql, params) ?? reopened().then((c) => c.write(sql, params)),
+    get: <T>(sql: string, params: SqlValue[]) => open()?.get<T>(sql, params) ?? reopened().then((c) => c.get<T>(sql, params)),
+    all: <T>(sql: string, params: SqlValue[]) => open()?.all<T>(sql, params) ?? reopened().then((c) => c.all<T>(sql, params)),
   };
 }

@@ -2,7 +2,6 @@ import type { Knex } from 'knex';
 import { createBatcher } from '../db/batcher.js';
 import { statements } from '../db/fast.js';
 import { directPg } from '../db/pg-direct.js';
-import { ACCOUNTLESS } from '../../migrations/20261203000000_accountless_payload_index.js';
 import { LIKE_ESCAPE, likePattern } from './like.js';
 import { PROFILE_COLUMNS, toProfile, type UserProfile } from './users.js';
 
@@ -66,6 +65,14 @@ const SQL = {
 // through knex, in statements of at most 1000 rows (PostgreSQL takes at most 65535 parameters, 9 a row).
 const PREPARED_BATCH = 32;
 const valuesOf = (row: PayloadRow) => COLUMNS.map((c) => row[c]);
+
+/**
+ * The rows without an account among the kinds whose payload may name one: the predicate of the partial
+ * index of migration 20261203000000, word for word, or SQLite would not use that index (a storage test
+ * compares the two).
+ */
+export const ACCOUNTLESS = "account_id is null and kind in ('Session', 'Interaction', 'Grant', 'AccessToken', 'RefreshToken', "
+  + "'AuthorizationCode', 'DeviceCode', 'BackchannelAuthenticationRequest')";
 
 type Found = { payload: string; consumed_at: number | string | null };
 export interface LiveRow { payload: string; consumed_at: number | null }

@@ -80,17 +80,14 @@ export function createPasskeyQueries(db: Knex | Knex.Transaction) {
       return Number(row?.n ?? 0);
     },
     /**
-     * Stores the new signature counter only if it moved forward (WebAuthn §7.2 step 22), in the same
-     * statement that checks it, so two parallel assertions cannot both pass with one counter value.
-     * Authenticators that always report 0 (many synced passkeys) keep 0.
-     */
-    /**
-     * A verified assertion: consumes its challenge (`binding`, `challenge`) and records the use (the
-     * counter only forward, or an always-zero counter at zero), in one commit, the use only if this call
-     * consumed the challenge: of parallel requests with one challenge, exactly one moves the counter. On
-     * SQLite, two statements sent together: the use if the challenge is there, then its delete. The one
-     * writer connection runs them in the order they were sent, one pair after another (nothing is sent
-     * between two calls made in one go), in one commit.
+     * A verified assertion: consumes its challenge (`binding`, `challenge`) and records the use, in one
+     * commit: the new signature counter is stored only if it moved forward (WebAuthn §7.2 step 22), in the
+     * statement that checks it, and authenticators that always report 0 (many synced passkeys) keep 0;
+     * and only if this call consumed the challenge: of parallel requests with one challenge, exactly one
+     * moves the counter. On SQLite, two statements sent together: the use if the challenge is there, then
+     * its delete. The one writer connection runs them in the order they were sent, one pair after another
+     * (nothing is sent between two calls made in one go, also while the connection is being reopened:
+     * sqlite-direct.ts), in one commit.
      */
     async useConsumingChallenge(binding: string, challenge: string, id: string, newCounter: number, backedUp: boolean, at: number):
     Promise<{ consumed: boolean; counted: boolean }> {

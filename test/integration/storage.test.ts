@@ -15,7 +15,7 @@ import { createAdapterFactory } from '../../src/oidc/adapter.js';
 import { createFindAccount } from '../../src/oidc/account.js';
 import { createReadAhead } from '../../src/oidc/read-ahead.js';
 import { loadOrCreateKeys } from '../../src/oidc/keys.js';
-import { createOidcPayloadQueries, findManySql, type PayloadRow } from '../../src/queries/oidc-payloads.js';
+import { ACCOUNTLESS, createOidcPayloadQueries, findManySql, type PayloadRow } from '../../src/queries/oidc-payloads.js';
 import { epochSeconds, type Clock } from '../../src/clock.js';
 import { cleanUp } from '../../src/services.js';
 import { createSecurityEventQueries } from '../../src/queries/security-events.js';
@@ -364,6 +364,11 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
           });
         expect(plan).toContain('oidc_payloads_accountless_partial');
         expect(plan).toContain('oidc_payloads_account_id_partial');
+        // And the statement's predicate is the index's as the migration made it (SQLite keeps its text).
+        if (kind === 'sqlite') {
+          const [index] = await db('sqlite_master').where({ type: 'index', name: 'oidc_payloads_accountless_partial' }).select('sql') as Array<{ sql: string }>;
+          expect(index!.sql.endsWith(`where ${ACCOUNTLESS}`)).toBe(true);
+        }
       } finally {
         await close();
       }
