@@ -8,6 +8,7 @@ import * as credentialIdLength from './20261130000000_credential_id_length.js';
 import * as payloadAccountIndex from './20261202000000_payload_account_index.js';
 import * as normalisedEmails from './20261202010000_normalised_emails.js';
 import * as accountlessPayloadIndex from './20261203000000_accountless_payload_index.js';
+import * as unknownLoginsOutOfThrottle from './20261203010000_unknown_logins_out_of_throttle.js';
 
 export interface Migration {
   up(db: Knex): Promise<void>;
@@ -25,4 +26,5 @@ export const migrations: Record<string, Migration> = {
   '20261202000000_payload_account_index': payloadAccountIndex,
   '20261202010000_normalised_emails': normalisedEmails,
   '20261203000000_accountless_payload_index': accountlessPayloadIndex,
+  '20261203010000_unknown_logins_out_of_throttle': unknownLoginsOutOfThrottle,
 };

@@ -374,6 +374,27 @@ describe.each(databaseKinds())('storage on %s', (kind) => {
       }
     });
 
+    it('drops the throttle counts of unknown logins kept in clear by earlier versions, and keeps the rest', async () => {
+      const fresh = await createTestDatabase(kind);
+      const db = connect(fresh.target);
+      try {
+        await migrateUpTo(db, '20261203000000_accountless_payload_index');
+        await createUserQueries(db).insert({
+          id: 'u-kept', username: 'kept_user', email: 'kept@example.com', name: null, email_verified: false,
+          password_hash: null, disabled: false, created_at: 1, updated_at: 1,
+        });
+        const keys = ['acct:login:kept_user:pwd', 'acct:login:kept@example.com:pwd', 'acct:login:hunter2-typed-as-login:pwd',
+          'acct:login:kept_user2:pwd', 'acct:u-kept:otp', 'ip:198.51.100.1:20000'];
+        await db('throttle').insert(keys.map((key) => ({ key, failures: 3, blocked_until: null, updated_at: 1 })));
+        await migrate(db);
+        expect((await db('throttle').select('key').orderBy('key')).map((r: { key: string }) => r.key))
+          .toEqual(['acct:login:kept@example.com:pwd', 'acct:login:kept_user:pwd', 'acct:u-kept:otp', 'ip:198.51.100.1:20000']);
+      } finally {
+        await db.destroy();
+        await fresh.dispose();
+      }
+    });
+
     // During a rolling upgrade the database may already hold a newer version's migrations.
     it('lets this version start and report ready on a database migrated by a newer one', async () => {
       await env.db('knex_migrations').insert({ name: '29991231000000_from_a_newer_version', batch: 99, migration_time: new Date() });
