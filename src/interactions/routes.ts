@@ -132,12 +132,15 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
   async function finish(ctx: Context, state: SignInState) {
     // Its callers (advance, renderStep) have refused an id_token_hint that names another user.
     const result = states.loginResult(state);
-    await services.progress.finish(state.progress.uid);
+    // Sent together, so they share one commit (SQLite's writer) or run side by side (PostgreSQL).
+    await Promise.all([
+      services.progress.finish(state.progress.uid),
+      services.audit.record({
+        type: 'sign_in', outcome: 'success', userId: state.user!.id, username: state.user!.username,
+        ...requestFacts(ctx, state.interaction.params.client_id), detail: { acr: result.login.acr ?? '', amr: result.login.amr.join(' ') },
+      }),
+    ]);
     states.release(ctx, state.progress.uid);
-    await services.audit.record({
-      type: 'sign_in', outcome: 'success', userId: state.user!.id, username: state.user!.username,
-      ...requestFacts(ctx, state.interaction.params.client_id), detail: { acr: result.login.acr ?? '', amr: result.login.amr.join(' ') },
-    });
     redirectTo(ctx, await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false }));
   }
 
