@@ -19,7 +19,7 @@ import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { ChallengeQueries } from '../queries/challenges.js';
+import type { ChallengeQueries, ChallengeRow } from '../queries/challenges.js';
 import type { PasskeyQueries, PasskeyRow } from '../queries/passkeys.js';
 import type { UserRow } from '../queries/users.js';
 
@@ -82,6 +82,49 @@ export function createPasskeyService(deps: {
     return new AppError('passkey_failed', 'The passkey could not be verified. Please try again.', { status: 400, reason });
   };
 
+  /**
+   * Every check of an assertion against the challenge it answers, but the ones that write (the
+   * challenge's use, the counter): refuses with the reason, or gives the credential and what the
+   * authenticator reported.
+   */
+  async function checkAssertion(response: AuthenticationResponseJSON, challenge: ChallengeRow, credential: PasskeyRow | undefined, now: number) {
+    // Ensure the challenge is unexpired and the credential exists and belongs to the user this sign-in is for.
+    if (challenge.expires_at <= now) throw refused('no live challenge for this browser');
+    if (!credential) throw refused('unknown credential');
+    if (challenge.user_id && credential.user_id !== challenge.user_id) {
+      throw refused('credential of another user', { credential_user: credential.user_id, expected_user: challenge.user_id });
+    }
+    let verification;
+    try {
+      verification = await verifyAuthenticationResponse({
+        response,
+        expectedChallenge: challenge.challenge,
+        expectedOrigin: origin,
+        expectedRPID: rpID,
+        expectedType: 'webauthn.get',
+        credential: {
+          id: credential.id,
+          publicKey: Buffer.from(credential.public_key, 'base64url'),
+          counter: credential.counter,
+          transports: credential.transports as AuthenticatorTransport[],
+        },
+        requireUserVerification: true,
+      });
+    } catch (err) {
+      throw refused((err as Error).message);
+    }
+    if (!verification.verified) throw refused('signature not verified');
+    // For discoverable credentials the user handle must name the credential's owner (WebAuthn §7.2 step 6).
+    // And when the user was not identified before the ceremony (a usernameless sign-in), the handle must
+    // be there at all.
+    const handle = response.response.userHandle;
+    if (!challenge.user_id && !handle) throw refused('no user handle in a usernameless sign-in');
+    if (handle && Buffer.from(handle, 'base64url').toString('utf8') !== credential.user_id) {
+      throw refused('user handle does not match the credential owner');
+    }
+    return { credential, info: verification.authenticationInfo };
+  }
+
   return {
     rpID,
     origin,
@@ -115,48 +158,14 @@ export function createPasskeyService(deps: {
     Promise<VerifiedPasskey & { interactionUid: string | null }> {
       const now = epochSeconds(clock);
       // The credential is looked up meanwhile (on PostgreSQL, on another pooled connection).
-      const [challenge, credential] = await Promise.all([
+      const [challenge, found] = await Promise.all([
         challenges.find(binding, 'authentication'),
         typeof response?.id === 'string' ? passkeys.findById(response.id) : undefined,
       ]);
       if (!challenge) throw refused('no live challenge for this browser');
-      let info;
+      let checked;
       try {
-        // Ensure the challenge is unexpired and the credential exists and belongs to the user this sign-in is for.
-        if (challenge.expires_at <= now) throw refused('no live challenge for this browser');
-        if (!credential) throw refused('unknown credential');
-        if (challenge.user_id && credential.user_id !== challenge.user_id) {
-          throw refused('credential of another user', { credential_user: credential.user_id, expected_user: challenge.user_id });
-        }
-        let verification;
-        try {
-          verification = await verifyAuthenticationResponse({
-            response,
-            expectedChallenge: challenge.challenge,
-            expectedOrigin: origin,
-            expectedRPID: rpID,
-            expectedType: 'webauthn.get',
-            credential: {
-              id: credential.id,
-              publicKey: Buffer.from(credential.public_key, 'base64url'),
-              counter: credential.counter,
-              transports: credential.transports as AuthenticatorTransport[],
-            },
-            requireUserVerification: true,
-          });
-        } catch (err) {
-          throw refused((err as Error).message);
-        }
-        if (!verification.verified) throw refused('signature not verified');
-        info = verification.authenticationInfo;
-        // For discoverable credentials the user handle must name the credential's owner (WebAuthn §7.2 step 6).
-        // And when the user was not identified before the ceremony (a usernameless sign-in), the handle must
-        // be there at all.
-        const handle = response.response.userHandle;
-        if (!challenge.user_id && !handle) throw refused('no user handle in a usernameless sign-in');
-        if (handle && Buffer.from(handle, 'base64url').toString('utf8') !== credential.user_id) {
-          throw refused('user handle does not match the credential owner');
-        }
+        checked = await checkAssertion(response, challenge, found, now);
       } catch (err) {
         // The refusal stands even if the delete fails (the database busy or gone): the user is told the
         // passkey failed, the audit says why, and the challenge expires by itself.
@@ -164,6 +173,7 @@ export function createPasskeyService(deps: {
           .catch((error: unknown) => log.warn('passkey challenge not deleted after a refusal', { error: (error as Error)?.message }));
         throw err;
       }
+      const { credential, info } = checked;
       // Ensure this request used the challenge up, and the counter moved forward, atomically (a cloned
       // authenticator shows up as a regression).
       const { consumed, counted } = await passkeys.useConsumingChallenge(binding, challenge.challenge, credential.id, info.newCounter, info.credentialBackedUp, now);

@@ -10,6 +10,9 @@ export interface ChallengeRow {
   expires_at: number;
 }
 
+/** A challenge's use: the delete that hands it to one request only (see consume). */
+export const CONSUME_CHALLENGE = 'delete from webauthn_challenges where id = ? and purpose = ? and challenge = ? returning *';
+
 const toChallenge = (row: Record<string, unknown>, purpose: ChallengeRow['purpose']): ChallengeRow => ({
   id: String(row.id), purpose, challenge: String(row.challenge),
   user_id: (row.user_id as string | null) ?? null, interaction_uid: (row.interaction_uid as string | null) ?? null,
@@ -41,7 +44,7 @@ export function createChallengeQueries(db: Knex) {
     async consume(id: string, purpose: ChallengeRow['purpose'], nowSeconds: number, challenge?: string): Promise<ChallengeRow | undefined> {
       const row = challenge === undefined
         ? await run.get<Record<string, unknown>>('delete from webauthn_challenges where id = ? and purpose = ? returning *', [id, purpose])
-        : await run.get<Record<string, unknown>>('delete from webauthn_challenges where id = ? and purpose = ? and challenge = ? returning *', [id, purpose, challenge]);
+        : await run.get<Record<string, unknown>>(CONSUME_CHALLENGE, [id, purpose, challenge]);
       if (!row || Number(row.expires_at) <= nowSeconds) return undefined;
       return toChallenge(row, purpose);
     },

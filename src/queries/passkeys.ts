@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { statements } from '../db/fast.js';
+import { CONSUME_CHALLENGE } from './challenges.js';
 
 export interface PasskeyRow {
   id: string;
@@ -48,12 +49,11 @@ const SQL = {
     u as (update webauthn_credentials set counter = ?, backed_up = ?, last_used_at = ?
       where id = ? and (counter < ? or (? = 1 and counter = 0)) and exists (select 1 from c) returning id)
     select (select count(*) from c) as consumed, (select count(*) from u) as counted`,
-  // SQLite: the counter moved only while the challenge is there, then the challenge consumed (see
-  // useConsumingChallenge for why the two are enough).
+  // SQLite: the counter moved only while the challenge is there; then the challenge is consumed as
+  // ChallengeQueries.consume does it (see useConsumingChallenge for why the two are enough).
   recordUseWithChallenge: `update webauthn_credentials set counter = ?, backed_up = ?, last_used_at = ?
     where id = ? and (counter < ? or (? = 1 and counter = 0))
     and exists (select 1 from webauthn_challenges where id = ? and purpose = 'authentication' and challenge = ?) returning id`,
-  consumeChallenge: "delete from webauthn_challenges where id = ? and purpose = 'authentication' and challenge = ? returning id",
 };
 
 export function createPasskeyQueries(db: Knex | Knex.Transaction) {
@@ -98,7 +98,7 @@ export function createPasskeyQueries(db: Knex | Knex.Transaction) {
       }
       const [counted, consumed] = await Promise.all([
         run.get(SQL.recordUseWithChallenge, [...use, binding, challenge]),
-        run.get(SQL.consumeChallenge, [binding, challenge]),
+        run.get(CONSUME_CHALLENGE, [binding, 'authentication', challenge]),
       ]);
       return { consumed: consumed !== undefined, counted: consumed !== undefined && counted !== undefined };
     },
