@@ -10,12 +10,18 @@ export function createBatcher<T, R = void>(handlers: {
   one(item: T): Promise<R>;
   /** Whether, after the batch failed with `error`, the items are worth trying alone (default: yes). */
   retryAlone?(error: unknown): boolean;
+  /**
+   * Sends the batch as soon as it holds this many items, without waiting for the turn to end (default:
+   * never), so the store works on the first of them while this thread prepares the rest.
+   */
+  flushAt?: number;
 }): (item: T) => Promise<R> {
   let queue: Array<{ item: T; resolve(result: R): void; reject(error: unknown): void }> = [];
 
   async function flush(): Promise<void> {
     const batch = queue;
     queue = [];
+    if (batch.length === 0) return; // sent early (flushAt): this turn's call comes after
     if (batch.length > 1) {
       try {
         const results = await handlers.all(batch.map((b) => b.item)) as R[] | undefined;
@@ -43,5 +49,6 @@ export function createBatcher<T, R = void>(handlers: {
     // setImmediate runs after this turn's I/O callbacks: every request that arrived with this one adds its
     // item first.
     if (queue.length === 1) setImmediate(() => { void flush(); });
+    else if (queue.length === handlers.flushAt) void flush();
   });
 }
