@@ -70,7 +70,7 @@ const PREPARED_BATCH = 32;
  * thread idle, then all come back at once; in two halves, the database commits the first while this
  * thread prepares the second. Each batch is a round trip and a commit, so not much smaller: on the
  * benchmark's 2-core VM (2026-12-04, 16 clients, PostgreSQL 15), client_credentials went from 0.71–0.78
- * of the bare library (four runs) to 0.76–0.83 at 8 (four runs); at 4 and 2 it fell (0.67, 0.54: a run
+ * of the bare library (five runs) to 0.76–0.83 at 8 (seven runs); at 4 and 2 it fell (0.67, 0.54: a run
  * each), and with every upsert alone to 0.43.
  */
 const EARLY_BATCH = 8;
