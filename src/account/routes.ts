@@ -174,7 +174,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
   router.get('/account/callback', async (ctx) => {
     const [expected, next] = (ctx.cookies.get(stateCookie) ?? '').split('.');
     ctx.cookies.set(stateCookie, '', { httpOnly: true, sameSite: 'lax', secure, path: '/', maxAge: 0 });
-    assertThat(expected && ctx.query.state === expected, new AppError('invalid_request', 'This sign-in response does not belong to this browser. Please try again.'));
+    assertThat(expected && ctx.query.state === expected, () => new AppError('invalid_request', 'This sign-in response does not belong to this browser. Please try again.'));
     if (ctx.query.error) {
       throw new AppError('access_denied', 'Signing in to your account was not completed.', { status: 400 });
     }
@@ -185,7 +185,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
   // Anything that cannot be a credential id names no passkey (and a NUL would not even reach PostgreSQL:
   // SQLSTATE 22021).
   router.param('id', (id, ctx, next) => {
-    assertThat(isCredentialId(id), new AppError('not_found', 'No such passkey.', { status: 404 }));
+    assertThat(isCredentialId(id), () => new AppError('not_found', 'No such passkey.', { status: 404 }));
     return next();
   });
 
@@ -193,8 +193,8 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     const ok = await requireRecent(ctx);
     if (!ok) return;
     const name = (ok.form.name ?? '').trim().slice(0, 100);
-    assertThat(name, new AppError('invalid_request', 'Give the passkey a name.'));
-    assertThat(await services.passkeyQueries.rename(ok.account.user.id, ctx.params.id!, name), new AppError('not_found', 'No such passkey.', { status: 404 }));
+    assertThat(name, () => new AppError('invalid_request', 'Give the passkey a name.'));
+    assertThat(await services.passkeyQueries.rename(ok.account.user.id, ctx.params.id!, name), () => new AppError('not_found', 'No such passkey.', { status: 404 }));
     await audit(ctx, ok.account, { type: 'passkey_renamed', detail: { name } });
     ctx.status = 303;
     ctx.redirect('/account');
@@ -205,7 +205,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     if (!ok) return;
     const { account } = ok;
     const { result, conflict } = await services.removeFactor(account.user.id, { passkeyId: ctx.params.id! }, policyConflict);
-    assertThat(result !== 'not_found', new AppError('not_found', 'No such passkey.', { status: 404 }));
+    assertThat(result !== 'not_found', () => new AppError('not_found', 'No such passkey.', { status: 404 }));
     if (conflict) return renderAccount(ctx, account, { error: conflict }, 409);
     await audit(ctx, account, { type: 'factor_removed', detail: { factor: 'passkey' } });
     const ended = await signOutElsewhere(ctx, account);
@@ -258,7 +258,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     if (!ok) return;
     const { account } = ok;
     const { result, conflict } = await services.removeFactor(account.user.id, 'totp', policyConflict);
-    assertThat(result !== 'not_found', new AppError('not_found', 'No authenticator app is set up.', { status: 404 }));
+    assertThat(result !== 'not_found', () => new AppError('not_found', 'No authenticator app is set up.', { status: 404 }));
     if (conflict) return renderAccount(ctx, account, { error: conflict }, 409);
     await audit(ctx, account, { type: 'factor_removed', detail: { factor: 'otp' } });
     const ended = await signOutElsewhere(ctx, account);
@@ -269,7 +269,7 @@ export function createAccountRoutes(deps: AccountDeps): Router {
     const ok = await requireRecent(ctx);
     if (!ok) return;
     const { account } = ok;
-    assertThat(hasAnyFactor(account.enrolled), new AppError('invalid_request', 'Recovery codes come with a passkey or an authenticator app: add one first.'));
+    assertThat(hasAnyFactor(account.enrolled), () => new AppError('invalid_request', 'Recovery codes come with a passkey or an authenticator app: add one first.'));
     const replacing = /^\d{1,15}$/.test(ok.form.replaces ?? '') ? Number(ok.form.replaces) : -1;
     const codes = await services.recovery.regenerate(account.user.id, replacing);
     if (!codes) {

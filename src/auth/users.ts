@@ -50,7 +50,7 @@ export function createUserService(deps: { users: UserQueries; policy: PasswordPo
 
   async function mustFind(username: string): Promise<UserRow> {
     const user = await users.findByUsername(normaliseUsername(username));
-    assertThat(user, new AppError('not_found', `no user named ${normaliseUsername(username)}`, { status: 404 }));
+    assertThat(user, () => new AppError('not_found', `no user named ${normaliseUsername(username)}`, { status: 404 }));
     return user;
   }
 
@@ -62,15 +62,15 @@ export function createUserService(deps: { users: UserQueries; policy: PasswordPo
   async function checkNew(input: Omit<NewUser, 'password'>): Promise<{ username: string; email: string; name: string | null }> {
     const username = normaliseUsername(input.username);
     const email = normaliseEmail(input.email);
-    assertThat(USERNAME.test(username), new AppError('invalid_username',
+    assertThat(USERNAME.test(username), () => new AppError('invalid_username',
       'username must be 1-64 characters: letters, digits, ".", "_" or "-", starting with a letter or digit'));
-    assertThat(isEmail(email), new AppError('invalid_email', `not an e-mail address: ${JSON.stringify(email)}`));
+    assertThat(isEmail(email), () => new AppError('invalid_email', `not an e-mail address: ${JSON.stringify(email)}`));
     const name = input.name?.trim() || null;
     assertThat(name === null || ([...name].length <= 200 && !NAME_UNSAFE.test(name)),
-      new AppError('invalid_name', 'the name must be one line of at most 200 characters, without control characters'));
+      () => new AppError('invalid_name', 'the name must be one line of at most 200 characters, without control characters'));
     const taken = await users.existing(username, email);
-    assertThat(!taken.username, new AppError('duplicate_username', `a user named ${username} already exists`, { status: 409 }));
-    assertThat(!taken.email, new AppError('duplicate_email', `a user with e-mail ${email} already exists`, { status: 409 }));
+    assertThat(!taken.username, () => new AppError('duplicate_username', `a user named ${username} already exists`, { status: 409 }));
+    assertThat(!taken.email, () => new AppError('duplicate_email', `a user with e-mail ${email} already exists`, { status: 409 }));
     return { username, email, name };
   }
 
@@ -91,7 +91,7 @@ export function createUserService(deps: { users: UserQueries; policy: PasswordPo
         updated_at: now,
       };
       // False: a concurrent add won the race between the check and the insert.
-      assertThat(await users.insert(user), new AppError('duplicate_user', `a user named ${username} or with e-mail ${email} already exists`, { status: 409 }));
+      assertThat(await users.insert(user), () => new AppError('duplicate_user', `a user named ${username} or with e-mail ${email} already exists`, { status: 409 }));
       return user;
     },
     list: () => users.list(),

@@ -81,7 +81,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
 
   async function loginInteraction(ctx: Context): Promise<Interaction> {
     const interaction = await provider.interactionDetails(ctx.req, ctx.res);
-    assertThat(interaction.prompt.name === 'login', new AppError('invalid_request', 'This sign-in step is already complete.'));
+    assertThat(interaction.prompt.name === 'login', () => new AppError('invalid_request', 'This sign-in step is already complete.'));
     return interaction;
   }
 
@@ -215,7 +215,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
           // sign-in must not be handed a new secret by it.
           const since = epochSeconds(clock) - SETUP_FINISH_SECONDS;
           const pending = await services.totp.pendingEnrollment(user.id, user.email, since);
-          assertThat(pending || !opts.error, new AppError('invalid_request', TOTP_SETUP_NOT_EXPECTED));
+          assertThat(pending || !opts.error, () => new AppError('invalid_request', TOTP_SETUP_NOT_EXPECTED));
           const enrollment = pending ?? await services.totp.startEnrollment(user.id, user.email);
           return renderPage(ctx, 'enroll-totp', {
             title: 'Set up an authenticator app',
@@ -246,11 +246,11 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
 
   async function grantConsent(ctx: Context, interaction: Interaction) {
     const { prompt, params, session } = interaction;
-    assertThat(session?.accountId, new AppError('invalid_request', 'There is no signed-in user for this request.'));
+    assertThat(session?.accountId, () => new AppError('invalid_request', 'There is no signed-in user for this request.'));
     const grant = interaction.grantId
       ? await provider.Grant.find(interaction.grantId)
       : new provider.Grant({ accountId: session.accountId, clientId: String(params.client_id) });
-    assertThat(grant, new AppError('invalid_request', 'This authorization has expired. Please start again from the app.'));
+    assertThat(grant, () => new AppError('invalid_request', 'This authorization has expired. Please start again from the app.'));
     const missing = prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> };
     if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
     if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
@@ -303,7 +303,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     const { form, state } = await postedStep(ctx);
     // Only where the sign-in asks for it: a password posted at another step would add a fresh factor to
     // a session's old ones without being asked for.
-    assertThat(state.step.kind === 'first-factor', new AppError('invalid_request', 'A password is not expected at this step.'));
+    assertThat(state.step.kind === 'first-factor', () => new AppError('invalid_request', 'A password is not expected at this step.'));
     const login = (form.login ?? '').slice(0, 254);
     const password = form.password ?? '';
     const found = await findLoginUser(services.users, login, services.hashLogin);
@@ -322,7 +322,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
   router.post('/interaction/:uid/totp', async (ctx) => {
     const { form, state } = await postedStep(ctx);
     assertThat(state.step.kind === 'second-factor' && state.step.methods.includes('totp'),
-      new AppError('invalid_request', 'An authenticator app code is not expected at this step.'));
+      () => new AppError('invalid_request', 'An authenticator app code is not expected at this step.'));
     const user = state.user!;
     if (!(await attemptFactor(ctx, state, 'otp', user.id, () => services.totp.verify(user.id, form.code ?? '')))) {
       return renderStep(ctx, state, { method: 'totp', error: FAILED }, 401);
@@ -333,7 +333,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
   router.post('/interaction/:uid/recovery', async (ctx) => {
     const { form, state } = await postedStep(ctx);
     assertThat(state.step.kind === 'second-factor' && state.step.methods.includes('recovery_code'),
-      new AppError('invalid_request', 'A recovery code is not expected at this step.'));
+      () => new AppError('invalid_request', 'A recovery code is not expected at this step.'));
     const user = state.user!;
     if (!(await attemptFactor(ctx, state, 'recovery_code', user.id, () => services.recovery.use(user.id, form.recovery_code ?? '')))) {
       return renderStep(ctx, state, { method: 'recovery_code', error: FAILED }, 401);
@@ -352,7 +352,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     if (!(state.step.kind === 'enroll' && state.step.methods.includes('totp'))
       && state.progress.factors.some((f) => f.method === 'otp')) return backToStep(ctx, state.interaction.uid);
     assertThat(state.step.kind === 'enroll' && state.step.methods.includes('totp'),
-      new AppError('invalid_request', TOTP_SETUP_NOT_EXPECTED));
+      () => new AppError('invalid_request', TOTP_SETUP_NOT_EXPECTED));
     const user = state.user!;
     // Only the secret of a setup begun within SETUP_FINISH_SECONDS, that is, one shown while the factors
     // were fresh (the setup page, or the account page's): not one shown elsewhere long ago.
@@ -381,7 +381,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
   router.post('/interaction/:uid/decline', async (ctx) => {
     // However old the factors: declining only ends the sign-in.
     const { state } = await postedStep(ctx, Infinity);
-    assertThat(state.step.kind === 'enroll', new AppError('invalid_request', 'There is nothing to decline at this step.'));
+    assertThat(state.step.kind === 'enroll', () => new AppError('invalid_request', 'There is nothing to decline at this step.'));
     return unmet(ctx, state.progress.uid);
   });
 
@@ -389,7 +389,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     const form = await readForm(ctx);
     csrf.verify(ctx, form.csrf);
     const interaction = await provider.interactionDetails(ctx.req, ctx.res);
-    assertThat(interaction.prompt.name === 'consent', new AppError('invalid_request', 'This consent step is already complete.'));
+    assertThat(interaction.prompt.name === 'consent', () => new AppError('invalid_request', 'This consent step is already complete.'));
     return grantConsent(ctx, interaction);
   });
 

@@ -51,7 +51,7 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
   router.use(async (ctx, next) => {
     ctx.set('Cache-Control', 'no-store');
     if (ctx.method === 'POST') {
-      assertThat(isSameOrigin(ctx, origin), new AppError('invalid_request', 'cross-origin requests are not allowed', { status: 403 }));
+      assertThat(isSameOrigin(ctx, origin), () => new AppError('invalid_request', 'cross-origin requests are not allowed', { status: 403 }));
     }
     await next();
   });
@@ -66,7 +66,7 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
 
   function existingChallengeCookie(ctx: Context): string {
     const value = ctx.cookies.get(cookies.names.webauthn);
-    assertThat(value, new AppError('passkey_failed', 'The passkey request has expired. Please try again.'));
+    assertThat(value, () => new AppError('passkey_failed', 'The passkey request has expired. Please try again.'));
     return value;
   }
 
@@ -78,12 +78,12 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
   async function enrollingUser(ctx: Context, freshFor?: number): Promise<{ user: UserRow; signIn?: SignInState }> {
     const signIn = await states.forApi(ctx, freshFor);
     if (signIn?.user) {
-      assertThat(signIn.step.kind === 'enroll', new AppError('access_denied', 'Finish signing in before adding a passkey.', { status: 403 }));
+      assertThat(signIn.step.kind === 'enroll', () => new AppError('access_denied', 'Finish signing in before adding a passkey.', { status: 403 }));
       return { user: signIn.user, signIn };
     }
     const account = await accounts.current(ctx);
-    assertThat(account, new AppError('login_required', 'Sign in to add a passkey.', { status: 401 }));
-    assertThat(account.recent, new AppError('reauthentication_required', 'Confirm it’s you again before changing your security settings.', { status: 403 }));
+    assertThat(account, () => new AppError('login_required', 'Sign in to add a passkey.', { status: 401 }));
+    assertThat(account.recent, () => new AppError('reauthentication_required', 'Confirm it’s you again before changing your security settings.', { status: 403 }));
     return { user: account.user };
   }
 
@@ -101,7 +101,7 @@ export function createWebAuthnApi(deps: WebAuthnApiDeps): Router {
     const signIn = await states.forApi(ctx);
     // Before anything is counted or used: without a sign-in in progress the assertion can lead nowhere
     // (it used to be verified, its counter recorded and an attempt reserved that was never given back).
-    assertThat(signIn, new AppError('session_not_found', 'There is no sign-in in progress in this browser. Please start again from the app.'));
+    assertThat(signIn, () => new AppError('session_not_found', 'There is no sign-in in progress in this browser. Please start again from the app.'));
     const facts = requestFacts(ctx, signIn.interaction.params.client_id);
     // Usernameless attempts have no account yet: they count against the address.
     const attempt = await services.throttle.begin('passkey', signIn.user?.id ?? `anonymous:${facts.ip}`, facts.ip);
