@@ -100,8 +100,10 @@ export function createOidcPayloadQueries(db: Knex) {
   const pg = directPg(db);
   const upsertOne = (row: PayloadRow) => run.write(SQL.upsert, valuesOf(row));
   // PostgreSQL: the upserts of one event-loop turn go as one multi-row statement (one round trip, one
-  // commit), EARLY_BATCH at most. A statement may touch a row once only, so of two writes to one row the later one is sent,
-  // as if they had run one after the other.
+  // commit), EARLY_BATCH at most. A statement may touch a row once only, so of two writes to one row in a
+  // batch the later one is sent, as if they had run one after the other. Two writes to one row in two
+  // batches (one sent full, the next at the end of the turn, or two turns) run side by side, as writes of
+  // two requests do: a request's own writes are ordered, since oidc-provider awaits each save.
   const upsertBatched = createBatcher<PayloadRow>({
     async all(rows) {
       // In key order: batches in flight at once (or from other instances) then lock the rows they share in
