@@ -21,7 +21,8 @@ export function createBatcher<T, R = void>(handlers: {
   async function flush(): Promise<void> {
     const batch = queue;
     queue = [];
-    if (batch.length === 0) return; // sent early (flushAt): this turn's call comes after
+    // Nothing left: a flush earlier in this turn (flushAt, or the one scheduled before it) took the items.
+    if (batch.length === 0) return;
     if (batch.length > 1) {
       try {
         const results = await handlers.all(batch.map((b) => b.item)) as R[] | undefined;
