@@ -197,10 +197,10 @@ async function main() {
         theirs += b.requests.average / rounds;
         sliceRatios.push(a.requests.average / b.requests.average);
       }
+      const slices: [number, number] = [Math.min(...sliceRatios), Math.max(...sliceRatios)];
       rows.push({
-        scenario: name, ours: `${fmt(mine, ' req/s')}`, reference: `${fmt(theirs, ' req/s')} bare`,
-        ratio: mine / theirs, slices: [Math.min(...sliceRatios), Math.max(...sliceRatios)],
-        note: `target ≥ 0.8${rounds > 1 ? `, slices ${Math.min(...sliceRatios).toFixed(2)}–${Math.max(...sliceRatios).toFixed(2)}` : ''}`,
+        scenario: name, ours: `${fmt(mine, ' req/s')}`, reference: `${fmt(theirs, ' req/s')} bare`, ratio: mine / theirs, slices,
+        note: `target ≥ 0.8${rounds > 1 ? `, slices ${slices.map((r) => r.toFixed(2)).join('–')}` : ''}`,
       });
     }
 
