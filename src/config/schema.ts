@@ -148,6 +148,8 @@ export const configSchema = z.strictObject({
   data_dir: z.string().default('./data').describe('Where the embedded SQLite database lives; env IDP_DATA_DIR wins.'),
   prepared_statements: z.boolean().default(true)
     .describe('PostgreSQL: prepare each statement once per connection. Turn off behind a pooler in transaction mode that cannot keep them (PgBouncer before 1.21, or without max_prepared_statements).'),
+  postgres_issuance_commit: z.enum(['async', 'sync'], { error: 'expected async or sync' }).default('async')
+    .describe('PostgreSQL: async commits the rows that only issue something new (tokens, codes, pushed requests) or hold a sign-in page\'s progress with synchronous_commit off: answered before their WAL is flushed, flushed within 600 ms (3 × wal_writer_delay) or by the next synchronous commit. A crash of the database server may forget the last of them: refused as unknown, their holders sign in again. Sessions, grants, consumed codes, revocations, throttle counts, accounts, factors and the audit trail always commit synchronously. sync: every commit synchronous (the server\'s own synchronous_commit applies).'),
   sqlite_synchronous: z.enum(['full', 'normal'], { error: 'expected full or normal' }).default('full')
     .describe('SQLite: full syncs the WAL to disk at every commit, so every answered change survives a power loss, as with PostgreSQL; normal syncs it at checkpoints only: faster, and a power loss or OS crash (not a crash of the process) may undo the last changes, consumed codes and revocations included.'),
   password: z.strictObject({

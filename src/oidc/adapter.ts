@@ -6,7 +6,7 @@ import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import type { Db } from '../db/connect.js';
-import { createOidcPayloadQueries, type LiveRow } from '../queries/oidc-payloads.js';
+import { createOidcPayloadQueries, type Durability, type LiveRow } from '../queries/oidc-payloads.js';
 import { createReadAhead, type ReadAhead } from './read-ahead.js';
 
 // Models whose rows are removed together when their grant is revoked.
@@ -29,6 +29,23 @@ const SINGLE_USE: Record<string, SingleUse> = {
   PushedAuthorizationRequest: { reused: requestUriUsed, gone: requestUriUsed, revokes: false },
 };
 
+/**
+ * The models whose upserts only issue something new, or record a step the user would take again, so
+ * that losing one in a crash of the database server fails closed: a token, code or pushed request it
+ * forgot is refused as an unknown one (its holder signs in again), a sign-in page's step is asked again.
+ * With `postgres_issuance_commit: async` their upserts commit asynchronously (asyncUpsertSql,
+ * src/queries/oidc-payloads.ts). Not Session or Grant: an update of either can take something away (an
+ * app signed out of the session, a narrower consent), which a crash must not give back. Consuming,
+ * destroying and revoking are always synchronous (consume, destroy, revokeByGrantId), and so is every
+ * other model: ReplayDetection, for one, records a use (forgotten, a client assertion could be replayed).
+ */
+const FAILS_CLOSED = new Set(['Interaction', 'AccessToken', 'ClientCredentials', 'AuthorizationCode', 'RefreshToken',
+  'DeviceCode', 'BackchannelAuthenticationRequest', 'PushedAuthorizationRequest']);
+
+/** How soon an upsert of `kind` must be durable (see FAILS_CLOSED). */
+export const upsertDurability = (kind: string, asyncIssuance: boolean): Durability =>
+  (asyncIssuance && FAILS_CLOSED.has(kind) ? 'soon' : 'now');
+
 // What a request names (a token, code, client_id, interaction uid, user code) may hold a NUL character,
 // which PostgreSQL refuses in text (SQLSTATE 22021: a server error, not an answer). No stored id holds
 // one: oidc-provider makes them, and SQLite would find nothing either. Such a value is simply not found.
@@ -42,7 +59,7 @@ const storable = (value: string) => !value.includes('\u0000');
 const accountOf = (payload: AdapterPayload): string | null =>
   payload.accountId ?? (payload.result?.login as { accountId?: string } | undefined)?.accountId ?? payload.session?.accountId ?? null;
 
-export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead = createReadAhead()) {
+export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead = createReadAhead(), options: { asyncIssuance?: boolean } = {}) {
   const queries = createOidcPayloadQueries(db);
   const now = () => epochSeconds(clock);
 
@@ -53,7 +70,11 @@ export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead 
   };
 
   return class KnexAdapter implements Adapter {
-    constructor(private readonly kind: string) {}
+    private readonly durability: Durability;
+
+    constructor(private readonly kind: string) {
+      this.durability = upsertDurability(kind, options.asyncIssuance ?? false);
+    }
 
     // The hot paths (upsert, find) hand back the queries' promises instead of awaiting them: every async
     // layer costs promises, which cost more with async hooks on (oidc-provider's request context).
@@ -70,7 +91,7 @@ export function createAdapterFactory(db: Db, clock: Clock, readAhead: ReadAhead 
         uid: payload.uid ?? null,
         expires_at: expiresIn ? now() + expiresIn : null,
         consumed_at: null,
-      });
+      }, this.durability);
       // Again after the write: a read of this request that was in flight meanwhile may have kept the old row.
       return grant ? written.then(() => readAhead.forget(`grant:${id}`)) : written;
     }

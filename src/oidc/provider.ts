@@ -158,7 +158,7 @@ export function createProvider({ config, db, clock, keys, users, needsStepUp, se
   const secure = config.issuer.startsWith('https:');
   const readAhead = createReadAhead();
   const configuration: Configuration = {
-    adapter: createAdapterFactory(db, clock, readAhead),
+    adapter: createAdapterFactory(db, clock, readAhead, { asyncIssuance: config.postgres_issuance_commit === 'async' }),
     clients: [...clientMetadata(config), accountClient(config.issuer)],
     findAccount: createFindAccount(users, readAhead),
     jwks: keys.jwks,

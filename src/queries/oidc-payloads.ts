@@ -19,6 +19,14 @@ export interface PayloadRow {
 
 type Lookup = 'id' | 'uid' | 'user_code';
 
+/**
+ * How soon a write must be durable once it is answered: 'now' (the default), or 'soon' for a row whose
+ * loss in a crash fails closed: it only issues something new (a token, code, pushed request) or holds a
+ * sign-in page's progress, which would then be unknown and refused or asked again (the adapter's
+ * FAILS_CLOSED). Never for what uses something up, revokes, counts, records or can take something away.
+ */
+export type Durability = 'now' | 'soon';
+
 // The statements of the fast paths (src/db/sqlite-direct.ts, src/db/pg-direct.ts), the same on both
 // stores: one row per token issued, so this is the busiest table.
 const COLUMNS = ['kind', 'id', 'payload', 'grant_id', 'account_id', 'user_code', 'uid', 'expires_at', 'consumed_at'] as const;
@@ -29,8 +37,25 @@ const bySize = (build: (rows: number) => string) => {
   const texts: string[] = [];
   return (rows: number) => (texts[rows] ??= build(rows));
 };
-const upsertSql = bySize((rows) => `insert into oidc_payloads (${COLUMNS.join(', ')}) values ${Array.from({ length: rows }, () => ROW).join(', ')}
-    on conflict (kind, id) do update set ${COLUMNS.slice(2).map((c) => `${c} = excluded.${c}`).join(', ')}`);
+const ON_CONFLICT = `on conflict (kind, id) do update set ${COLUMNS.slice(2).map((c) => `${c} = excluded.${c}`).join(', ')}`;
+export const upsertSql = bySize((rows) => `insert into oidc_payloads (${COLUMNS.join(', ')}) values ${Array.from({ length: rows }, () => ROW).join(', ')}
+    ${ON_CONFLICT}`);
+/**
+ * PostgreSQL, for rows whose loss fails closed (the adapter's 'soon', `postgres_issuance_commit: async`):
+ * the same upsert, committed asynchronously. A statement outside a transaction block is its own
+ * transaction, so set_config(…, true) turns synchronous_commit off for this commit only: it is answered
+ * once its WAL record is written, not flushed; the WAL writer flushes it within 3 × wal_writer_delay (600
+ * ms by default), and so does any later synchronous commit, since the WAL is flushed in order
+ * (https://www.postgresql.org/docs/current/wal-async-commit.html). A crash of the database server may
+ * forget the last of these rows, never a later synchronous change, and never leaves them inconsistent.
+ * The rows come through VALUES in a FROM, where a parameter has no column to take its type from: the
+ * numbers are cast.
+ */
+const TYPED_ROW = `(${COLUMNS.map((c) => (c === 'expires_at' || c === 'consumed_at' ? 'cast(? as bigint)' : '?')).join(', ')})`;
+export const asyncUpsertSql = bySize((rows) => `insert into oidc_payloads (${COLUMNS.join(', ')})
+    select * from (values ${Array.from({ length: rows }, () => TYPED_ROW).join(', ')}) as v (${COLUMNS.join(', ')})
+    where set_config('synchronous_commit', 'off', true) is not null
+    ${ON_CONFLICT}`);
 // A token with its grant (when live) and its user: the columns of findLiveWithGrantAndUser.
 const WITH_GRANT_AND_USER = `t.payload, t.consumed_at, t.grant_id, g.payload as grant_payload, g.consumed_at as grant_consumed_at,
       ${PROFILE_COLUMNS.map((c) => `u.${c} as u_${c}`).join(', ')}`;
@@ -99,26 +124,30 @@ export function createOidcPayloadQueries(db: Knex) {
   const run = statements(db);
   const pg = directPg(db);
   const upsertOne = (row: PayloadRow) => run.write(SQL.upsert, valuesOf(row));
+  type Upsert = { row: PayloadRow; durability: Durability };
   // PostgreSQL: the upserts of one event-loop turn go as one multi-row statement (one round trip, one
   // commit), EARLY_BATCH at most. A statement may touch a row once only, so of two writes to one row in a
   // batch the later one is sent, as if they had run one after the other. Two writes to one row in two
   // batches (one sent full, the next at the end of the turn, or two turns) run side by side, as writes of
   // two requests do: a request's own writes are ordered, since oidc-provider awaits each save.
-  const upsertBatched = createBatcher<PayloadRow>({
-    async all(rows) {
+  // A batch commits asynchronously only if every row in it may (one synchronous row makes it synchronous).
+  const upsertBatched = createBatcher<Upsert>({
+    async all(items) {
       // In key order: batches in flight at once (or from other instances) then lock the rows they share in
       // the same order, so two of them cannot deadlock.
-      const last = [...new Map(rows.map((r) => [`${r.kind}\u0000${r.id}`, r])).entries()]
+      const last = [...new Map(items.map(({ row: r }) => [`${r.kind}\u0000${r.id}`, r])).entries()]
         .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, r]) => r);
       if (pg && last.length <= PREPARED_BATCH) {
-        await pg.write(upsertSql(last.length), last.flatMap(valuesOf));
+        const sql = items.every((i) => i.durability === 'soon') ? asyncUpsertSql : upsertSql;
+        await pg.write(sql(last.length), last.flatMap(valuesOf));
         return;
       }
+      // Rare (more than PREPARED_BATCH rows in one turn): through knex, committed synchronously.
       for (let i = 0; i < last.length; i += 1000) {
         await table().insert(last.slice(i, i + 1000)).onConflict(['kind', 'id']).merge();
       }
     },
-    one: upsertOne,
+    one: ({ row, durability }) => (pg && durability === 'soon' ? pg.write(asyncUpsertSql(1), valuesOf(row)) : upsertOne(row)),
     flushAt: EARLY_BATCH,
   });
   // PostgreSQL: the token lookups of one event-loop turn (concurrent token requests) go as one statement,
@@ -139,9 +168,14 @@ export function createOidcPayloadQueries(db: Knex) {
     flushAt: EARLY_BATCH,
   });
   return {
-    upsert(row: PayloadRow): Promise<void> {
+    /**
+     * `durability` 'soon': the row only issues something new whose loss fails closed, and may be committed
+     * asynchronously on PostgreSQL (asyncUpsertSql). SQLite syncs every commit (its writer thread; a
+     * relaxed commit there was measured and not kept: README, Performance).
+     */
+    upsert(row: PayloadRow, durability: Durability = 'now'): Promise<void> {
       // SQLite's writer commits the writes that reach it together by itself (sqlite-thread.ts).
-      return pg ? upsertBatched(row) : upsertOne(row);
+      return pg ? upsertBatched({ row, durability }) : upsertOne(row);
     },
     /** The live row of `kind` whose `column` is `value`; expired rows count as absent. */
     findLive(kind: string, column: Lookup, value: string, nowSeconds: number): Promise<LiveRow | undefined> {

@@ -11,12 +11,12 @@ import { statements } from '../../src/db/fast.js';
 import { migrate, pendingMigrations } from '../../src/db/migrate.js';
 import { migrations } from '../../migrations/index.js';
 import { migratedDb, migrateUpTo, createTestDatabase, databaseKinds, type TestDatabase } from '../helpers/databases.js';
-import { createAdapterFactory } from '../../src/oidc/adapter.js';
+import { createAdapterFactory, upsertDurability } from '../../src/oidc/adapter.js';
 import { createFindAccount } from '../../src/oidc/account.js';
 import { createReadAhead } from '../../src/oidc/read-ahead.js';
 import { loadOrCreateKeys } from '../../src/oidc/keys.js';
-import { ACCOUNTLESS, createOidcPayloadQueries, findManySql, type PayloadRow } from '../../src/queries/oidc-payloads.js';
-import { epochSeconds, type Clock } from '../../src/clock.js';
+import { ACCOUNTLESS, asyncUpsertSql, createOidcPayloadQueries, findManySql, upsertSql, type PayloadRow } from '../../src/queries/oidc-payloads.js';
+import { epochSeconds, systemClock, type Clock } from '../../src/clock.js';
 import { cleanUp } from '../../src/services.js';
 import { createSecurityEventQueries } from '../../src/queries/security-events.js';
 import { createEnrollmentQueries } from '../../src/queries/enrollment.js';
@@ -1028,5 +1028,85 @@ pgOnly('the batched token lookup on postgres', () => {
     expect(plan).not.toMatch(/Seq Scan|Hash Join|Hash Left Join/);
     expect(plan.match(/Index (Only )?Scan using oidc_payloads_pkey/g)).toHaveLength(2);
     expect(plan).toMatch(/Index (Only )?Scan using users_pkey/);
+  });
+});
+
+// postgres_issuance_commit: async. What commits asynchronously is decided per model (the adapter) and per
+// batch (one synchronous row makes the batch synchronous); the statement itself turns synchronous_commit
+// off for its own transaction only.
+describe('asynchronous commits of issued rows', () => {
+  it('are only for models whose rows fail closed, and only when the operator keeps async', () => {
+    for (const kind of ['AccessToken', 'ClientCredentials', 'AuthorizationCode', 'RefreshToken', 'Interaction', 'PushedAuthorizationRequest']) {
+      expect([kind, upsertDurability(kind, true), upsertDurability(kind, false)]).toEqual([kind, 'soon', 'now']);
+    }
+    // An update of a session or a grant can take something away; a replay record records a use.
+    for (const kind of ['Session', 'Grant', 'ReplayDetection', 'Client', 'RegistrationAccessToken', 'InitialAccessToken']) {
+      expect([kind, upsertDurability(kind, true)]).toEqual([kind, 'now']);
+    }
+  });
+});
+
+pgOnly('asynchronous commits on postgres', () => {
+  let env: Awaited<ReturnType<typeof migratedDb>>;
+  beforeAll(async () => { env = await migratedDb('postgres'); });
+  afterAll(async () => { await env?.close(); });
+
+  const row = (id: string, kind = 'AccessToken') => [kind, id, '{"n":1}', null, null, null, null, 4102444800, null];
+  // The setting each statement's own transaction committed with, asked in the statement itself.
+  const settingOf = async (sql: string, params: unknown[]) => {
+    const { rows } = await env.db.raw(`${sql} returning current_setting('synchronous_commit') as sc`, params as never) as { rows: Array<{ sc: string }> };
+    return rows.map((r) => r.sc);
+  };
+
+  it('turn synchronous_commit off for that statement only, and store the rows as the synchronous upsert does', async () => {
+    expect(await settingOf(asyncUpsertSql(2), [...row('async-1'), ...row('async-2', 'Interaction')])).toEqual(['off', 'off']);
+    // The next statement on any connection is back to the server's setting.
+    const [{ sc }] = (await env.db.raw("select current_setting('synchronous_commit') as sc") as { rows: Array<{ sc: string }> }).rows;
+    expect(sc).toBe('on');
+    expect(await settingOf(upsertSql(1), row('sync-1'))).toEqual(['on']);
+    // An upsert of a row that exists changes it, as the synchronous one does.
+    await settingOf(asyncUpsertSql(1), ['AccessToken', 'async-1', '{"n":2}', 'g1', 'a1', null, null, 4102444801, 7]);
+    const stored = await env.db('oidc_payloads').where({ kind: 'AccessToken', id: 'async-1' }).first();
+    expect(stored).toMatchObject({ payload: '{"n":2}', grant_id: 'g1', account_id: 'a1', uid: null });
+    expect([Number(stored.expires_at), Number(stored.consumed_at)]).toEqual([4102444801, 7]);
+    expect(await env.db('oidc_payloads').where({ kind: 'Interaction', id: 'async-2' }).first()).toMatchObject({ payload: '{"n":1}' });
+  });
+
+  it('are what the adapter sends for issued rows alone; one synchronous row in a batch makes it synchronous', async () => {
+    // The statements the fast path sends, as they reach the connections.
+    const sent: string[] = [];
+    const client = env.db.client as { acquireConnection(): Promise<{ query(config: unknown, cb?: unknown): unknown; spied?: boolean }> };
+    const acquire = client.acquireConnection.bind(client);
+    client.acquireConnection = async () => {
+      const conn = await acquire();
+      if (!conn.spied) {
+        const query = conn.query.bind(conn);
+        conn.query = (config: unknown, cb?: unknown) => {
+          const text = typeof config === 'string' ? config : (config as { text?: string }).text;
+          if (text?.startsWith('insert into oidc_payloads')) sent.push(text.includes("set_config('synchronous_commit', 'off', true)") ? 'async' : 'sync');
+          return query(config, cb);
+        };
+        conn.spied = true;
+      }
+      return conn;
+    };
+    try {
+      const Adapter = createAdapterFactory(env.db, systemClock, undefined, { asyncIssuance: true });
+      const token = { jti: 'through-adapter', grantId: 'g2', accountId: 'acct-2' };
+      await new Adapter('AccessToken').upsert('through-adapter', token as never, 60);
+      expect(sent).toEqual(['async']);
+      await Promise.all([
+        new Adapter('AccessToken').upsert('with-replay', token as never, 60),
+        new Adapter('ReplayDetection').upsert('replay-1', { jti: 'replay-1' } as never, 60),
+      ]);
+      expect(sent).toEqual(['async', 'sync']);
+      await new Adapter('ReplayDetection').upsert('replay-2', { jti: 'replay-2' } as never, 60);
+      await new (createAdapterFactory(env.db, systemClock, undefined, { asyncIssuance: false }))('AccessToken').upsert('kept-sync', token as never, 60);
+      expect(sent).toEqual(['async', 'sync', 'sync', 'sync']);
+      expect(await new Adapter('AccessToken').find('through-adapter')).toMatchObject({ grantId: 'g2', accountId: 'acct-2' });
+      expect(await new Adapter('ReplayDetection').find('replay-1')).toMatchObject({ jti: 'replay-1' });
+    } finally {
+      client.acquireConnection = acquire;
+    }
   });
 });

@@ -30,6 +30,7 @@ const problemsOf = (env: Record<string, string | undefined>): string[] => {
 const BROKEN = `
 clientz: []
 sqlite_synchronous: sometimes
+postgres_issuance_commit: later
 password:
   bcrypt_cost: 99
 clients:
@@ -52,6 +53,7 @@ describe('configuration', () => {
       'clients[1].redirect_uris[1]: expected a URL',
       'clients[1].mfa_policy: expected one of if-enrolled, required, phishing-resistant',
       'sqlite_synchronous: expected full or normal',
+      'postgres_issuance_commit: expected async or sync',
     ]));
     expect(problems.some((p) => p.startsWith('password.bcrypt_cost:'))).toBe(true);
   });
@@ -72,6 +74,7 @@ clients:
     expect(config.database_url).toBeUndefined();
     expect(config.password).toEqual({ bcrypt_cost: 12, min_length: 8 });
     expect(config.sqlite_synchronous).toBe('full');
+    expect(config.postgres_issuance_commit).toBe('async');
     expect(config.clients[0]).toMatchObject({
       client_secret: 's'.repeat(20), mfa_policy: 'if-enrolled', skip_consent: false,
       grant_types: ['authorization_code', 'refresh_token'], token_endpoint_auth_method: 'client_secret_basic',
