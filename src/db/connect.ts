@@ -115,12 +115,12 @@ export function connect(target: DbTarget, log?: Logger): Db {
       'busy_timeout = 5000',
       // WAL lets several processes (server + CLI) and this process's two connections share the file.
       'journal_mode = WAL',
-      // By default a commit is on disk before it is answered, as on PostgreSQL (synchronous_commit = on, but
-      // for the issued rows of postgres_issuance_commit: async):
-      // a consumed code, a used recovery code, a revocation or a throttle count survives a power loss
-      // too. Always set: better-sqlite3 is built with SQLITE_DEFAULT_WAL_SYNCHRONOUS=1, which SQLite
-      // applies once it reads a file in WAL mode, so unset it ran at NORMAL (the WAL synced at
-      // checkpoints only; https://www.sqlite.org/pragma.html#pragma_synchronous).
+      // By default a commit is on disk before it is answered, as on PostgreSQL (synchronous_commit = on;
+      // there, postgres_issuance_commit: async excepts newly issued tokens and codes): a consumed code, a
+      // used recovery code, a revocation or a throttle count survives a power loss too. Always set:
+      // better-sqlite3 is built with SQLITE_DEFAULT_WAL_SYNCHRONOUS=1, which SQLite applies once it reads a
+      // file in WAL mode, so unset it ran at NORMAL (the WAL synced at checkpoints only;
+      // https://www.sqlite.org/pragma.html#pragma_synchronous).
       `synchronous = ${target.sqlite_synchronous === 'normal' ? 'NORMAL' : 'FULL'}`,
       // Off by default in SQLite.
       'foreign_keys = ON',

@@ -37,25 +37,19 @@ const bySize = (build: (rows: number) => string) => {
   const texts: string[] = [];
   return (rows: number) => (texts[rows] ??= build(rows));
 };
-const ON_CONFLICT = `on conflict (kind, id) do update set ${COLUMNS.slice(2).map((c) => `${c} = excluded.${c}`).join(', ')}`;
 export const upsertSql = bySize((rows) => `insert into oidc_payloads (${COLUMNS.join(', ')}) values ${Array.from({ length: rows }, () => ROW).join(', ')}
-    ${ON_CONFLICT}`);
+    on conflict (kind, id) do update set ${COLUMNS.slice(2).map((c) => `${c} = excluded.${c}`).join(', ')}`);
 /**
  * PostgreSQL, for rows whose loss fails closed (the adapter's 'soon', `postgres_issuance_commit: async`):
  * the same upsert, committed asynchronously. A statement outside a transaction block is its own
- * transaction, so set_config(…, true) turns synchronous_commit off for this commit only: it is answered
- * once its WAL record is written, not flushed; the WAL writer flushes it within 3 × wal_writer_delay (600
- * ms by default), and so does any later synchronous commit, since the WAL is flushed in order
- * (https://www.postgresql.org/docs/current/wal-async-commit.html). A crash of the database server may
- * forget the last of these rows, never a later synchronous change, and never leaves them inconsistent.
- * The rows come through VALUES in a FROM, where a parameter has no column to take its type from: the
- * numbers are cast.
+ * transaction, so set_config(…, true) in its RETURNING turns synchronous_commit off for this commit only:
+ * it is answered once its WAL record is written, not flushed; the WAL writer flushes it within 3 ×
+ * wal_writer_delay (600 ms by default), and so does any later synchronous commit, since the WAL is flushed
+ * in order (https://www.postgresql.org/docs/current/wal-async-commit.html). A crash of the database server
+ * may forget the last of these rows, never a later synchronous change, and never leaves them inconsistent.
  */
-const TYPED_ROW = `(${COLUMNS.map((c) => (c === 'expires_at' || c === 'consumed_at' ? 'cast(? as bigint)' : '?')).join(', ')})`;
-export const asyncUpsertSql = bySize((rows) => `insert into oidc_payloads (${COLUMNS.join(', ')})
-    select * from (values ${Array.from({ length: rows }, () => TYPED_ROW).join(', ')}) as v (${COLUMNS.join(', ')})
-    where set_config('synchronous_commit', 'off', true) is not null
-    ${ON_CONFLICT}`);
+export const asyncUpsertSql = bySize((rows) => `${upsertSql(rows)}
+    returning set_config('synchronous_commit', 'off', true) as synchronous_commit`);
 // A token with its grant (when live) and its user: the columns of findLiveWithGrantAndUser.
 const WITH_GRANT_AND_USER = `t.payload, t.consumed_at, t.grant_id, g.payload as grant_payload, g.consumed_at as grant_consumed_at,
       ${PROFILE_COLUMNS.map((c) => `u.${c} as u_${c}`).join(', ')}`;

@@ -1052,10 +1052,12 @@ pgOnly('asynchronous commits on postgres', () => {
   afterAll(async () => { await env?.close(); });
 
   const row = (id: string, kind = 'AccessToken') => [kind, id, '{"n":1}', null, null, null, null, 4102444800, null];
-  // The setting each statement's own transaction committed with, asked in the statement itself.
+  // The setting each statement's own transaction committed with, as the statement returns it (the
+  // asynchronous one says so itself; the synchronous one is asked).
   const settingOf = async (sql: string, params: unknown[]) => {
-    const { rows } = await env.db.raw(`${sql} returning current_setting('synchronous_commit') as sc`, params as never) as { rows: Array<{ sc: string }> };
-    return rows.map((r) => r.sc);
+    const text = sql.includes('returning') ? sql : `${sql} returning current_setting('synchronous_commit') as synchronous_commit`;
+    const { rows } = await env.db.raw(text, params as never) as { rows: Array<{ synchronous_commit: string }> };
+    return rows.map((r) => r.synchronous_commit);
   };
 
   it('turn synchronous_commit off for that statement only, and store the rows as the synchronous upsert does', async () => {
